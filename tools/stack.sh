@@ -2,6 +2,7 @@
 # tools/stack.sh — baton's local stack: a private RabbitMQ node and FerretDB on loopback.
 #
 #   tools/stack.sh up | down | status | env
+#   tools/stack.sh broker-restart | db-stop | db-start     (fault injection for tests)
 #
 # Everything lives in one state directory ($BATON_STACK_DIR, default /tmp/baton-stack-<uid>-<id of
 # this checkout>). `down` stops exactly the processes `up` started, by pid, and removes the
@@ -244,10 +245,50 @@ cmd_env() {
 	echo "export BATON_STACK_DIR='$STATE'"
 }
 
+# Fault injection for tests: restart the RabbitMQ application (connections drop, durable queues
+# recover from disk), stop and start FerretDB on the same port and data.
+cmd_broker_restart() {
+	[ -n "$(get RABBIT_NODE)" ] || die "no RabbitMQ of ours in $STATE"
+	rabbitmqctl_ stop_app >/dev/null
+	rabbitmqctl_ start_app >/dev/null
+	rabbitmqctl_ await_startup --timeout 60 >/dev/null
+	say "RabbitMQ application restarted"
+}
+
+cmd_db_stop() {
+	stop_pid FerretDB "$(get FERRETDB_PID)" ferretdb
+}
+
+cmd_db_start() {
+	local f=$STATE/ferretdb port bin
+	port=$(get FERRETDB_PORT)
+	[ -n "$port" ] || die "no FerretDB of ours in $STATE"
+	alive "$(get FERRETDB_PID)" && { say "FerretDB already running"; return 0; }
+	bin=$(ferretdb_bin)
+	local backend=(--handler=sqlite --sqlite-url="file:$f/data/")
+	if [ -n "${BATON_FERRETDB_PG:-}" ]; then
+		backend=(--handler=postgresql --postgresql-url="$BATON_FERRETDB_PG")
+	fi
+	setsid "$bin" "${backend[@]}" --state-dir="$f/state" --listen-addr="127.0.0.1:$port" \
+		--debug-addr=- --telemetry=disable --log-level=warn --log-format=json \
+		</dev/null >>"$STATE/ferretdb.log" 2>&1 &
+	put FERRETDB_PID $!
+	local deadline=$((SECONDS + START_TIMEOUT))
+	until mongo_hello "$port"; do
+		alive "$(get FERRETDB_PID)" || die "FerretDB exited during restart; see $STATE/ferretdb.log"
+		[ $SECONDS -lt $deadline ] || die "FerretDB not ready after ${START_TIMEOUT}s"
+		sleep 0.2
+	done
+	say "FerretDB restarted on 127.0.0.1:$port"
+}
+
 case "${1:-}" in
 up) cmd_up ;;
+broker-restart) cmd_broker_restart ;;
+db-stop) cmd_db_stop ;;
+db-start) cmd_db_start ;;
 down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
-*) echo "usage: tools/stack.sh up|down|status|env" >&2; exit 2 ;;
+*) echo "usage: tools/stack.sh up|down|status|env (tests: broker-restart|db-stop|db-start)" >&2; exit 2 ;;
 esac

@@ -32,8 +32,14 @@ unset BATON_AMQP_URL BATON_MONGO_URI
 TMP=$(mktemp -d /tmp/baton-test.XXXXXX)
 chmod 755 "$TMP" # the RabbitMQ node runs as the rabbitmq user and must reach its directory
 export BATON_STACK_DIR=$TMP/stack
+# Tests that need to restart services start stacks of their own under $BATON_TEST_TMP; any
+# left behind by a crashed test are stopped here too.
+export BATON_TEST_TMP=$TMP
 cleanup() {
-	bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1 || true
+	local d
+	for d in "$TMP"/*/; do
+		[ -f "$d/stack.state" ] && BATON_STACK_DIR=$d bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1
+	done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT

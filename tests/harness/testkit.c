@@ -2,6 +2,9 @@
 #include "testkit.h"
 
 #include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <curl/curl.h>
 #include <mongoc/mongoc.h>
 #include <stdio.h>
@@ -167,4 +170,189 @@ void bt_stack_close(bt_stack_t *s)
 		bt_drop_db(s);
 		s->db_name[0] = '\0';
 	}
+}
+
+amqp_connection_state_t bt_amqp_open(const bt_stack_t *s)
+{
+	amqp_connection_state_t c = amqp_new_connection();
+	amqp_socket_t *sock = amqp_tcp_socket_new(c);
+	struct timeval tv = {10, 0};
+
+	assert_non_null(sock);
+	assert_int_equal(amqp_socket_open(sock, s->amqp_host, s->amqp_port), AMQP_STATUS_OK);
+	amqp_set_rpc_timeout(c, &tv);
+	assert_int_equal(amqp_login(c, s->vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+				    s->amqp_user, s->amqp_pass)
+				 .reply_type,
+			 AMQP_RESPONSE_NORMAL);
+	amqp_channel_open(c, 1);
+	assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+	return c;
+}
+
+int64_t bt_queue_depth(amqp_connection_state_t c, const char *q)
+{
+	static int ch = 10;
+	amqp_channel_t n;
+	amqp_queue_declare_ok_t *ok;
+	int64_t depth;
+
+	/* fresh channel numbers, kept below the broker's channel_max (2047) */
+	ch = ch >= 1900 ? 10 : ch + 1;
+	n = (amqp_channel_t)ch;
+	amqp_channel_open(c, n);
+	ok = amqp_queue_declare(c, n, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
+	if (!ok) { /* missing queue: the broker closed the channel */
+		amqp_channel_close_ok_t cok = {0};
+		amqp_send_method(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, &cok);
+		return -1;
+	}
+	depth = ok->message_count;
+	amqp_channel_close(c, n, AMQP_REPLY_SUCCESS);
+	return depth;
+}
+
+void bt_publish(amqp_connection_state_t c, const char *exchange, const char *rk, const char *id,
+		const char *body)
+{
+	amqp_basic_properties_t p = {
+		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG |
+			  AMQP_BASIC_MESSAGE_ID_FLAG,
+		.delivery_mode = 2,
+		.content_type = amqp_cstring_bytes("application/json"),
+		.message_id = amqp_cstring_bytes(id)};
+	assert_int_equal(amqp_basic_publish(c, 1, amqp_cstring_bytes(exchange),
+					    amqp_cstring_bytes(rk), 1, 0, &p,
+					    amqp_cstring_bytes(body)),
+			 AMQP_STATUS_OK);
+}
+
+int64_t bt_count_docs(const bt_stack_t *s, const char *coll, const bson_t *filter)
+{
+	bson_error_t err;
+	mongoc_client_t *c = mongoc_client_new(s->mongo_uri);
+	mongoc_collection_t *col = mongoc_client_get_collection(c, s->db_name, coll);
+	bson_t empty = BSON_INITIALIZER;
+	int64_t n = mongoc_collection_count_documents(col, filter ? filter : &empty, NULL, NULL,
+						      NULL, &err);
+	if (n < 0)
+		fprintf(stderr, "testkit: counting %s: %s\n", coll, err.message);
+	mongoc_collection_destroy(col);
+	mongoc_client_destroy(c);
+	return n;
+}
+
+void bt_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+pid_t bt_spawn_worker(const bt_stack_t *s, const char *bin, const char *worker_id,
+		      const char *const *extra_env, const char *const *wrapper)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	setenv("BATON_AMQP_URL", s->amqp_url, 1);
+	setenv("BATON_MONGO_URI", s->mongo_uri, 1);
+	setenv("BATON_MONGO_DB", s->db_name, 1);
+	setenv("BATON_RABBITMQ_MGMT_URL", s->mgmt_url, 1);
+	setenv("BATON_METRICS_ADDR", "off", 1);
+	setenv("BATON_WORKER_ID", worker_id, 1);
+	setenv("BATON_LOG_LEVEL", "warn", 1);
+	for (const char *const *e = extra_env; e && *e; e++)
+		putenv((char *)*e);
+	if (wrapper) {
+		const char *argv[32];
+		int n = 0;
+		while (wrapper[n] && n < 30) {
+			argv[n] = wrapper[n];
+			n++;
+		}
+		argv[n++] = bin;
+		argv[n] = NULL;
+		execvp(argv[0], (char *const *)argv);
+	} else {
+		execl(bin, bin, (char *)NULL);
+	}
+	_exit(127);
+}
+
+static int bt_sh(const char *dir, const char *cmd, char *out, size_t outlen)
+{
+	char line[1024];
+	size_t used = 0;
+	FILE *p;
+
+	snprintf(line, sizeof(line), "BATON_STACK_DIR='%s' bash '%s/tools/stack.sh' %s", dir,
+		 BATON_SOURCE_DIR, cmd);
+	p = popen(line, "r");
+	if (!p)
+		return -1;
+	if (out)
+		out[0] = '\0';
+	while (fgets(line, sizeof(line), p)) {
+		size_t l = strlen(line);
+		if (out && used + l < outlen) {
+			memcpy(out + used, line, l + 1);
+			used += l;
+		}
+	}
+	return pclose(p) == 0 ? 0 : -1;
+}
+
+int bt_private_stack(const char *dir, const char *cmd)
+{
+	return bt_sh(dir, cmd, NULL, 0);
+}
+
+/* Value of `export NAME='value'` in the output of stack.sh env. */
+static void bt_env_value(const char *env, const char *name, char *out, size_t len)
+{
+	char pat[128];
+	const char *p, *e;
+
+	out[0] = '\0';
+	snprintf(pat, sizeof(pat), "export %s='", name);
+	p = strstr(env, pat);
+	if (!p)
+		return;
+	p += strlen(pat);
+	e = strchr(p, '\'');
+	if (e && (size_t)(e - p) < len) {
+		memcpy(out, p, (size_t)(e - p));
+		out[e - p] = '\0';
+	}
+}
+
+int bt_private_stack_up(bt_stack_t *s, const char *name, char *dir, size_t dirlen)
+{
+	const char *base = getenv("BATON_TEST_TMP");
+	char env[4096], url[512];
+
+	memset(s, 0, sizeof(*s));
+	mongoc_init();
+	snprintf(dir, dirlen, "%s/%s-%d", base && *base ? base : "/tmp", name, (int)getpid());
+	if (mkdir(dir, 0755) != 0 || chmod(dir, 0755) != 0) {
+		fprintf(stderr, "testkit: cannot create %s\n", dir);
+		return -1;
+	}
+	if (bt_sh(dir, "up", NULL, 0) != 0 || bt_sh(dir, "env", env, sizeof(env)) != 0) {
+		fprintf(stderr, "testkit: private stack in %s did not start\n", dir);
+		bt_sh(dir, "down", NULL, 0);
+		return -1;
+	}
+	snprintf(s->vhost, sizeof(s->vhost), "%s", "/");
+	snprintf(s->db_name, sizeof(s->db_name), "t_%.40s_%d", name, (int)getpid());
+	bt_env_value(env, "BATON_MONGO_URI", s->mongo_uri, sizeof(s->mongo_uri));
+	bt_env_value(env, "BATON_RABBITMQ_MGMT_URL", s->mgmt_url, sizeof(s->mgmt_url));
+	bt_env_value(env, "BATON_AMQP_URL", url, sizeof(url));
+	if (bt_parse_amqp(s, url) != 0) {
+		bt_sh(dir, "down", NULL, 0);
+		return -1;
+	}
+	snprintf(s->amqp_url, sizeof(s->amqp_url), "%s", url);
+	return 0;
 }

@@ -41,4 +41,33 @@ void bt_stack_close(bt_stack_t *s);
 long bt_mgmt(const bt_stack_t *s, const char *method, const char *path, const char *body,
 	     char *out, size_t outlen);
 
+/* --- probes shared by system tests (blocking, test code only) --- */
+#include <amqp.h>
+#include <mongoc/mongoc.h>
+#include <sys/types.h>
+
+/* Connection to the test's vhost with channel 1 open; fails the test on error. */
+amqp_connection_state_t bt_amqp_open(const bt_stack_t *s);
+/* Messages in queue q (ready + unacked) through a passive declare; -1 when it does not exist. */
+int64_t bt_queue_depth(amqp_connection_state_t c, const char *q);
+/* Persistent JSON publish on channel 1 (message_id = id). */
+void bt_publish(amqp_connection_state_t c, const char *exchange, const char *rk, const char *id,
+		const char *body);
+/* count_documents in the test's database; filter may be NULL. */
+int64_t bt_count_docs(const bt_stack_t *s, const char *coll, const bson_t *filter);
+void bt_sleep_ms(int ms);
+
+/* Starts a worker binary against s with the usual BATON_* variables plus extra "K=V" pairs
+ * (NULL-terminated, may be NULL). When wrapper is non-NULL it is a NULL-terminated command that
+ * runs the worker (e.g. valgrind and its flags). Returns the pid. */
+pid_t bt_spawn_worker(const bt_stack_t *s, const char *bin, const char *worker_id,
+		      const char *const *extra_env, const char *const *wrapper);
+
+/* A stack of the test's own (for tests that restart the broker or stop the database), started
+ * with tools/stack.sh in a directory under $BATON_TEST_TMP (or /tmp). Fills s (vhost "/", a
+ * fresh database name) and dir. 0 or -1 with the reason printed. */
+int bt_private_stack_up(bt_stack_t *s, const char *name, char *dir, size_t dirlen);
+/* Runs tools/stack.sh <cmd> on that stack (down, broker-restart, db-stop, db-start). */
+int bt_private_stack(const char *dir, const char *cmd);
+
 #endif

@@ -17,19 +17,7 @@ static bt_stack_t S;
 
 static amqp_connection_state_t open_conn(void)
 {
-	amqp_connection_state_t c = amqp_new_connection();
-	amqp_socket_t *sock = amqp_tcp_socket_new(c);
-	struct timeval tv = {10, 0};
-	amqp_rpc_reply_t r;
-
-	assert_non_null(sock);
-	assert_int_equal(amqp_socket_open(sock, S.amqp_host, S.amqp_port), AMQP_STATUS_OK);
-	assert_int_equal(amqp_set_rpc_timeout(c, &tv), AMQP_STATUS_OK);
-	r = amqp_login(c, S.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, S.amqp_user, S.amqp_pass);
-	assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
-	amqp_channel_open(c, 1);
-	assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
-	return c;
+	return bt_amqp_open(&S);
 }
 
 static void close_conn(amqp_connection_state_t c)
