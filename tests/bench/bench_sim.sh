@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# tests/bench/bench_sim.sh — benchmark of the test tools (NOT run by ctest):
+#   1. requests/s of each simulator for a simple GET over keep-alive connections
+#      (tests/bench/http_bench.c; wrk is not installed), printed, not asserted;
+#   2. baton-load's confirmed publish rate against a bare rabbitmq-c publish loop with the same
+#      confirm window and the same body size, same broker, same run (ratio printed).
+# It starts its own stack (tools/stack.sh in a temporary directory) and stops it at the end.
+#
+#   tests/bench/bench_sim.sh [BUILD_DIR]      (default build/bench, configured if missing)
+#   env: BENCH_SECONDS (5), BENCH_CONNS (4), BENCH_COUNT (50000), BENCH_WINDOW (256)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${1:-$ROOT/build/bench}
+SECS=${BENCH_SECONDS:-5}
+CONNS=${BENCH_CONNS:-4}
+COUNT=${BENCH_COUNT:-50000}
+WINDOW=${BENCH_WINDOW:-256}
+WORK=$(mktemp -d /tmp/baton-bench-XXXXXX)
+chmod 755 "$WORK" # the broker may run as its own user and must reach its state directory
+export BATON_STACK_DIR=$WORK/stack
+PIDS=()
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { echo "bench: $*" >&2; }
+
+say "building tools in $BUILD"
+[ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j2 --target baton-sim-erp baton-sim-storefront baton-load >/dev/null
+gcc -O2 -o "$WORK/http_bench" "$ROOT/tests/bench/http_bench.c" -lpthread
+gcc -O2 -o "$WORK/bare_publish" "$ROOT/tests/bench/bare_publish.c" \
+	$(pkg-config --cflags --libs librabbitmq)
+
+# Starts a simulator; sets PORT.
+start_sim() {
+	local out=$WORK/$1.out
+	"$BUILD/tools/sim/$1" "${@:2}" >"$out" 2>"$WORK/$1.err" &
+	PIDS+=($!)
+	for _ in $(seq 1 100); do
+		PORT=$(sed -n 's/^listening on 127.0.0.1://p' "$out" | head -n 1)
+		[ -n "$PORT" ] && return 0
+		sleep 0.1
+	done
+	echo "bench: $1 did not start" >&2
+	exit 1
+}
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+echo "== simulators: simple GET, keep-alive, $CONNS connections, ${SECS}s =="
+start_sim baton-sim-erp
+curl -sf -XPOST "http://127.0.0.1:$PORT/api/items" -d '{"sku":"SKU-1","price":"9.90"}' >/dev/null
+ERP=$("$WORK/http_bench" 127.0.0.1 "$PORT" /api/items/SKU-1 "$CONNS" "$SECS")
+echo "baton-sim-erp        GET /api/items/SKU-1: $(echo "$ERP" | json '["rps"]') req/s ($ERP)"
+
+# A bucket too large to limit anything: the benchmark measures the server, not the limiter.
+start_sim baton-sim-storefront --bucket-size 1000000 --leak-rate 1000000
+curl -sf -XPOST "http://127.0.0.1:$PORT/admin/api/inventory/set_quantities" \
+	-d '{"reason":"bench","quantities":[{"sku":"SKU-1","location_id":1,"quantity":5}]}' >/dev/null
+SF=$("$WORK/http_bench" 127.0.0.1 "$PORT" "/admin/api/inventory_levels?sku=SKU-1" "$CONNS" "$SECS")
+echo "baton-sim-storefront GET /admin/api/inventory_levels?sku=SKU-1: $(echo "$SF" | json '["rps"]') req/s ($SF)"
+
+echo "== baton-load vs bare rabbitmq-c loop: $COUNT persistent events, window $WINDOW =="
+say "starting a private stack in $BATON_STACK_DIR"
+bash "$ROOT/tools/stack.sh" up >/dev/null
+eval "$(bash "$ROOT/tools/stack.sh" env)"
+URL=$BATON_AMQP_URL
+"$WORK/bare_publish" "$URL" baton.events --setup bench.sink
+
+best_load=0; best_bare=0; size=0
+for round in 1 2 3; do
+	"$WORK/bare_publish" "$URL" baton.events --setup bench.sink
+	REP=$("$BUILD/tools/load/baton-load" --amqp "$URL" --count "$COUNT" --window "$WINDOW" \
+		--seed "$round")
+	rate=$(echo "$REP" | json '["rate"]')
+	size=$(echo "$REP" | json '["bytes"]//'"$COUNT")
+	echo "round $round baton-load:   $(printf %.0f "$rate") confirmed/s (avg body $size bytes)"
+	best_load=$(python3 -c "print(max($best_load, $rate))")
+	"$WORK/bare_publish" "$URL" baton.events --setup bench.sink
+	BARE=$("$WORK/bare_publish" "$URL" baton.events "$COUNT" "$WINDOW" "$size")
+	rate=$(echo "$BARE" | json '["rate"]')
+	echo "round $round bare loop:    $(printf %.0f "$rate") confirmed/s"
+	best_bare=$(python3 -c "print(max($best_bare, $rate))")
+done
+ratio=$(python3 -c "print(round($best_load / $best_bare, 3))")
+echo "baton-load / bare = $(printf %.0f "$best_load") / $(printf %.0f "$best_bare") = $ratio (goal >= 0.9)"
