@@ -171,6 +171,12 @@ struct core {
 
 static void core_connect(core_t *k);
 
+/* The reconnect timer's callback: the timer's data is its core (the timer is not the core). */
+static void core_on_reconnect(uv_timer_t *t)
+{
+	core_connect(t->data);
+}
+
 static void core_poll_closed(uv_handle_t *h)
 {
 	/* The fd is no longer watched: only now may the connection (and its socket) go. */
@@ -198,7 +204,7 @@ static void core_lost(core_t *k, const char *why)
 	k->went_down(k, why);
 	if (!k->closing) {
 		unsigned ms = baton_amqp_backoff_ms(k->attempt++, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
-		uv_timer_start(&k->reconnect, (uv_timer_cb)core_connect, ms, 0);
+		uv_timer_start(&k->reconnect, core_on_reconnect, ms, 0);
 	} else if (k->all_closed) {
 		k->all_closed(k);
 	}
@@ -261,7 +267,7 @@ static void core_after_work(uv_work_t *w, int status)
 		baton_log(BATON_LOG_WARN, NULL, "amqp.connect_failed", "%s: %s", k->name,
 			  k->error[0] ? k->error : "cancelled");
 		unsigned ms = baton_amqp_backoff_ms(k->attempt++, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
-		uv_timer_start(&k->reconnect, (uv_timer_cb)core_connect, ms, 0);
+		uv_timer_start(&k->reconnect, core_on_reconnect, ms, 0);
 		return;
 	}
 	k->poll = malloc(sizeof(*k->poll));
@@ -270,7 +276,7 @@ static void core_after_work(uv_work_t *w, int status)
 		k->poll = NULL;
 		amqp_destroy_connection(conn);
 		k->state = CORE_DOWN;
-		uv_timer_start(&k->reconnect, (uv_timer_cb)core_connect, BACKOFF_CAP_MS / 10, 0);
+		uv_timer_start(&k->reconnect, core_on_reconnect, BACKOFF_CAP_MS / 10, 0);
 		return;
 	}
 	k->poll->data = k;
@@ -297,7 +303,7 @@ static void core_connect(core_t *k)
 	k->work.data = k;
 	if (uv_queue_work(k->loop, &k->work, core_work, core_after_work) != 0) {
 		k->state = CORE_DOWN;
-		uv_timer_start(&k->reconnect, (uv_timer_cb)core_connect, BACKOFF_CAP_MS / 10, 0);
+		uv_timer_start(&k->reconnect, core_on_reconnect, BACKOFF_CAP_MS / 10, 0);
 	}
 }
 

@@ -50,7 +50,8 @@ long bt_mgmt(const bt_stack_t *s, const char *method, const char *path, const ch
 amqp_connection_state_t bt_amqp_open(const bt_stack_t *s);
 /* Messages in queue q (ready + unacked) through a passive declare; -1 when it does not exist. */
 int64_t bt_queue_depth(amqp_connection_state_t c, const char *q);
-/* Persistent JSON publish on channel 1 (message_id = id). */
+/* Persistent JSON publish (message_id = id), confirmed by the broker before it returns; uses a
+ * short-lived channel of its own. */
 void bt_publish(amqp_connection_state_t c, const char *exchange, const char *rk, const char *id,
 		const char *body);
 /* count_documents in the test's database; filter may be NULL. */
