@@ -746,7 +746,8 @@ size_t baton_publisher_pending(const baton_publisher_t *p)
 
 /* Copies props and appends our sequence header so a basic.return can be matched. */
 static int publisher_send(baton_publisher_t *p, const char *exchange, const char *rk,
-			  const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t seq)
+			  const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t seq,
+			  int mandatory)
 {
 	amqp_basic_properties_t pr = *props;
 	int n = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? props->headers.num_entries : 0;
@@ -764,13 +765,13 @@ static int publisher_send(baton_publisher_t *p, const char *exchange, const char
 	pr.headers.num_entries = n + 1;
 	pr.headers.entries = entries;
 	st = amqp_basic_publish(p->core.conn, 1, amqp_cstring_bytes(exchange),
-				amqp_cstring_bytes(rk), 1, 0, &pr, body);
+				amqp_cstring_bytes(rk), mandatory ? 1 : 0, 0, &pr, body);
 	free(entries);
 	return st;
 }
 
 int baton_publisher_publish(baton_publisher_t *p, const char *exchange, const char *routing_key,
-			    const amqp_basic_properties_t *props, amqp_bytes_t body,
+			    const amqp_basic_properties_t *props, amqp_bytes_t body, int mandatory,
 			    baton_publish_cb cb, void *ud)
 {
 	pending_pub_t *e;
@@ -783,7 +784,7 @@ int baton_publisher_publish(baton_publisher_t *p, const char *exchange, const ch
 	e->seq = p->next_seq;
 	e->cb = cb;
 	e->ud = ud;
-	if (core_check(&p->core, publisher_send(p, exchange, routing_key, props, body, e->seq),
+	if (core_check(&p->core, publisher_send(p, exchange, routing_key, props, body, e->seq, mandatory),
 		       "basic.publish") != 0) {
 		free(e);
 		return -1;

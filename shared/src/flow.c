@@ -224,7 +224,7 @@ static int msg_publish_forward(baton_msg_t *m)
 	props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
 	props.delivery_mode = 2;
 	rc = baton_publisher_publish(f->publisher, retry ? BATON_EXCHANGE_RETRY : BATON_EXCHANGE_DEAD,
-				     f->cfg.flow, &props, m->d->env.message.body, msg_forwarded, m);
+				     f->cfg.flow, &props, m->d->env.message.body, 1, msg_forwarded, m);
 	empty_amqp_pool(&pool);
 	return rc;
 }
@@ -583,8 +583,9 @@ int baton_msg_publish(baton_msg_t *m, const char *type, const char *subject, jso
 	p.correlation_id = amqp_cstring_bytes(m->corr);
 	p.type = amqp_cstring_bytes(type);
 	p.app_id = amqp_cstring_bytes(app);
+	/* Not mandatory: a baton.* event nobody has subscribed to yet is not a failure. */
 	rc = baton_publisher_publish(f->publisher, BATON_EXCHANGE_EVENTS, type, &p,
-				     amqp_cstring_bytes(body), msg_published, m);
+				     amqp_cstring_bytes(body), 0, msg_published, m);
 	if (rc == 0) {
 		m->ops++;
 		baton_msg_audit(m, "published", json_pack("{s:s, s:s}", "event_type", type,

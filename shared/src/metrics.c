@@ -76,6 +76,11 @@ struct baton_metrics {
 	_Atomic uint64_t dead_counts[BATON_METRICS_MAX_DEAD_CODES];
 	_Atomic uint64_t dead_other;
 
+	/* flows' own counters: names and helps guarded by dead_mu, counts atomic */
+	int n_extra;
+	char *extra_name[BATON_METRICS_MAX_EXTRA], *extra_help[BATON_METRICS_MAX_EXTRA];
+	_Atomic uint64_t extra[BATON_METRICS_MAX_EXTRA];
+
 	/* Listener: loop thread only. */
 	enum listen_state state;
 	struct MHD_Daemon *mhd;
@@ -404,6 +409,59 @@ static void render_dead(baton_metrics_t *m, sbuf_t *b)
 		sb_printf(b, "%s{%s,code=\"other\"} %" PRIu64 "\n", name, m->labels, other);
 }
 
+static int metric_name_ok(const char *n)
+{
+	if (!n || !*n || (*n >= '0' && *n <= '9'))
+		return 0;
+	for (; *n; n++)
+		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
+		      (*n >= '0' && *n <= '9') || *n == '_' || *n == ':'))
+			return 0;
+	return 1;
+}
+
+int baton_metrics_counter_new(baton_metrics_t *m, const char *name, const char *help)
+{
+	int id = -1;
+
+	if (!m || !metric_name_ok(name))
+		return -1;
+	pthread_mutex_lock(&m->dead_mu);
+	for (int i = 0; i < m->n_extra && id < 0; i++)
+		if (!strcmp(m->extra_name[i], name))
+			id = i;
+	if (id < 0 && m->n_extra < BATON_METRICS_MAX_EXTRA) {
+		char *n = strdup(name), *h = strdup(help ? help : "");
+		if (n && h) {
+			id = m->n_extra++;
+			m->extra_name[id] = n;
+			m->extra_help[id] = h;
+		} else {
+			free(n);
+			free(h);
+		}
+	}
+	pthread_mutex_unlock(&m->dead_mu);
+	return id;
+}
+
+void baton_metrics_counter_add(baton_metrics_t *m, int id, uint64_t by)
+{
+	if (m && id >= 0 && id < BATON_METRICS_MAX_EXTRA)
+		atomic_fetch_add_explicit(&m->extra[id], by, memory_order_relaxed);
+}
+
+static void render_extra(baton_metrics_t *m, sbuf_t *b)
+{
+	pthread_mutex_lock(&m->dead_mu);
+	for (int i = 0; i < m->n_extra; i++) {
+		family(b, m->extra_name[i], "counter", m->extra_help[i]);
+		sb_printf(b, "%s{%s} %" PRIu64 "\n", m->extra_name[i], m->labels,
+			  ld(&m->extra[i]));
+	}
+	pthread_mutex_unlock(&m->dead_mu);
+}
+
 int baton_metrics_render(baton_metrics_t *m, char **out, size_t *len)
 {
 	sbuf_t b = {0};
@@ -420,6 +478,7 @@ int baton_metrics_render(baton_metrics_t *m, char **out, size_t *len)
 	render_histogram(m, &b);
 	render_http(m, &b);
 	render_dead(m, &b);
+	render_extra(m, &b);
 	if (b.err) {
 		free(b.p);
 		return -1;
@@ -437,6 +496,10 @@ void baton_metrics_free(baton_metrics_t *m)
 		BATON_ERROR(NULL, "metrics.free", "freed while the listener is still open");
 	for (size_t i = 0; i < m->n_dead; i++)
 		free(m->dead_codes[i]);
+	for (int i = 0; i < m->n_extra; i++) {
+		free(m->extra_name[i]);
+		free(m->extra_help[i]);
+	}
 	pthread_mutex_destroy(&m->dead_mu);
 	free(m->labels);
 	free(m);

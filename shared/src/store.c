@@ -737,8 +737,10 @@ int baton_store_ensure_indexes(baton_store_t *s, char *err, size_t errlen)
 		{"subject", NULL, "subject_1", false},
 		{"ts", NULL, "ts_1", false},
 	};
+	/* dead_letters _id is "<flow>:<message id>": one event parked by two flows is two
+	 * records, so message_id alone is not unique. */
 	static const index_spec_t dead[] = {
-		{"message_id", NULL, "message_id_1", true},
+		{"message_id", NULL, "message_id_1", false},
 		{"flow", "status", "flow_1_status_1", false},
 	};
 	mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
@@ -796,7 +798,8 @@ typedef enum op_kind {
 	OP_DOC_PUT,
 	OP_INSERT,
 	OP_SET,
-	OP_INSERT_MANY
+	OP_INSERT_MANY,
+	OP_FIND
 } op_kind_t;
 
 typedef struct store_op {
@@ -806,7 +809,7 @@ typedef struct store_op {
 	char *coll;
 	char *id;        /* ledger key or document _id */
 	bson_t *doc;     /* prepared document, filter or $set fields (owned) */
-	int64_t version; /* doc_put: expected version */
+	int64_t version; /* doc_put: expected version; find: limit */
 	int prefailed;   /* st/errmsg set at submission: the server is not contacted */
 	baton_store_status_t st;
 	bson_t *out;     /* handed to the caller as JSON (owned), may be NULL */
@@ -918,6 +921,33 @@ static void work_find(store_op_t *op, mongoc_collection_t *coll, const char *fie
 		op->st = BATON_STORE_NOT_FOUND;
 	bson_destroy(opts);
 	bson_destroy(filter);
+}
+
+/* Reads up to op->version documents matching the filter op->doc into op->out as
+ * {"docs": [...]}, in _id order. */
+static void work_find_many(store_op_t *op, mongoc_collection_t *coll)
+{
+	bson_t *opts = BCON_NEW("limit", BCON_INT64(op->version), "sort", "{", "_id",
+				BCON_INT32(1), "}");
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, op->doc, opts, NULL);
+	const bson_t *d;
+	bson_t arr;
+	bson_error_t e;
+	char key[24];
+	const char *k;
+	uint32_t i = 0;
+
+	op->out = bson_new();
+	BSON_APPEND_ARRAY_BEGIN(op->out, "docs", &arr);
+	while (mongoc_cursor_next(cur, &d)) {
+		bson_uint32_to_string(i++, &k, key, sizeof(key));
+		BSON_APPEND_DOCUMENT(&arr, k, d);
+	}
+	bson_append_array_end(op->out, &arr);
+	if (mongoc_cursor_error(cur, &e))
+		op_fail(op, &e, NULL, "find");
+	mongoc_cursor_destroy(cur);
+	bson_destroy(opts);
 }
 
 static void work_ledger_put(store_op_t *op, mongoc_collection_t *coll)
@@ -1207,6 +1237,9 @@ static void op_work(uv_work_t *req)
 	case OP_INSERT_MANY:
 		work_insert_many(op, coll);
 		break;
+	case OP_FIND:
+		work_find_many(op, coll);
+		break;
 	}
 	if (coll)
 		mongoc_collection_destroy(coll);
@@ -1241,6 +1274,11 @@ static void op_after(uv_work_t *req, int status)
 			op->st = BATON_STORE_ERROR;
 			snprintf(op->errmsg, sizeof(op->errmsg), "stored document: %s", err);
 		}
+	}
+	if (op->kind == OP_FIND && res) { /* hand over the array itself */
+		json_t *docs = json_incref(json_object_get(res, "docs"));
+		json_decref(res);
+		res = docs;
 	}
 	if (op->st == BATON_STORE_OK && !many_failed(op))
 		op->errmsg[0] = '\0'; /* may hold a failure a retry overcame */
@@ -1378,6 +1416,46 @@ int baton_store_set(baton_store_t *s, const char *coll, const char *id, json_t *
 		if (baton_store_json_to_bson(fields, &set, op->errmsg, sizeof(op->errmsg)))
 			op_prefail(op);
 		bson_append_document_end(op->doc, &set);
+	}
+	return op_submit(op, cb, ud);
+}
+
+/* Equality filters only: each value must be a string, an integer, a boolean or null, so that
+ * no operator ("$gt", "$where"...) can come in through a value; keys are checked by
+ * baton_store_json_to_bson ('$' and '.' refused). */
+static int filter_to_bson(const json_t *filter, bson_t *out, char *err, size_t errlen)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(filter)) {
+		snprintf(err, errlen, "filter must be a JSON object");
+		return -1;
+	}
+	json_object_foreach((json_t *)filter, k, v) {
+		if (!json_is_string(v) && !json_is_integer(v) && !json_is_boolean(v) &&
+		    !json_is_null(v)) {
+			snprintf(err, errlen, "filter /%s: only strings, integers, booleans and null "
+				 "are allowed", k);
+			return -1;
+		}
+	}
+	return baton_store_json_to_bson(filter, out, err, errlen);
+}
+
+int baton_store_find(baton_store_t *s, const char *coll, json_t *filter, size_t limit,
+		     baton_store_cb cb, void *ud)
+{
+	store_op_t *op = coll && limit > 0 && limit <= INT64_MAX ? op_new(s, OP_FIND, coll, NULL)
+								 : NULL;
+
+	if (!op)
+		return -1;
+	op->version = (int64_t)limit;
+	if (!op->prefailed) {
+		op->doc = bson_new();
+		if (filter_to_bson(filter, op->doc, op->errmsg, sizeof(op->errmsg)))
+			op_prefail(op);
 	}
 	return op_submit(op, cb, ud);
 }

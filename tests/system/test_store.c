@@ -167,7 +167,7 @@ static void test_ping_and_indexes_idempotent(void **state)
 	assert_true(has_index("audit", "correlation_id_1", 0));
 	assert_true(has_index("audit", "subject_1", 0));
 	assert_true(has_index("audit", "ts_1", 0));
-	assert_true(has_index("dead_letters", "message_id_1", 1));
+	assert_true(has_index("dead_letters", "message_id_1", 0));
 	assert_true(has_index("dead_letters", "flow_1_status_1", 0));
 
 	res_t r = {0};
@@ -360,7 +360,9 @@ static void test_insert_and_set(void **state)
 {
 	json_t *dl = load("{\"_id\":\"dl-1\",\"message_id\":\"m-1\",\"flow\":\"orders\","
 			  "\"status\":\"parked\"}");
-	json_t *dl_again = load("{\"_id\":\"dl-2\",\"message_id\":\"m-1\",\"flow\":\"orders\"}");
+	json_t *dl_again = load("{\"_id\":\"dl-1\",\"message_id\":\"m-1\",\"flow\":\"orders\"}");
+	/* the same event parked by another flow is a record of its own */
+	json_t *dl_other = load("{\"_id\":\"dl-3\",\"message_id\":\"m-1\",\"flow\":\"inventory\"}");
 	json_t *anon = load("{\"message_id\":\"m-2\",\"flow\":\"orders\",\"status\":\"parked\"}");
 	json_t *fate = load("{\"status\":\"replayed\",\"fate\":{\"by\":\"ops\",\"n\":1}}");
 	res_t r = {0};
@@ -371,10 +373,14 @@ static void test_insert_and_set(void **state)
 	assert_true(json_equal(r.result, dl));
 	res_clear(&r);
 
-	/* unique message_id on dead_letters */
+	/* a second insert of the same record is a duplicate (unique _id) */
 	assert_int_equal(baton_store_insert(store, "dead_letters", dl_again, on_res, &r), 0);
 	wait_one(&r);
 	assert_st(&r, BATON_STORE_DUPLICATE);
+	res_clear(&r);
+	assert_int_equal(baton_store_insert(store, "dead_letters", dl_other, on_res, &r), 0);
+	wait_one(&r);
+	assert_st(&r, BATON_STORE_OK);
 	res_clear(&r);
 
 	/* no _id: an ObjectId is generated and handed back as hex */
@@ -410,6 +416,7 @@ static void test_insert_and_set(void **state)
 	json_decref(bad_set);
 	json_decref(dl);
 	json_decref(dl_again);
+	json_decref(dl_other);
 	json_decref(anon);
 	json_decref(fate);
 }

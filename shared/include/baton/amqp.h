@@ -94,10 +94,13 @@ baton_publisher_t *baton_publisher_new(uv_loop_t *loop, const baton_amqp_params_
 				       baton_conn_state_fn on_state, void *ud);
 void baton_publisher_start(baton_publisher_t *p);
 int baton_publisher_is_up(const baton_publisher_t *p);
-/* Publishes with mandatory=1. Returns 0 and later calls cb exactly once, or -1 (cb not called)
- * when the publisher is not connected or the write failed. */
+/* Publishes and waits for the broker's confirm. mandatory=1 makes an unroutable message a
+ * failure (retry and dead-letter forwarding: their queues must exist); mandatory=0 is for events
+ * other systems may or may not subscribe to (baton.<entity>.<event>), where no subscriber is not
+ * an error. Returns 0 and later calls cb exactly once, or -1 (cb not called) when the publisher
+ * is not connected or the write failed. */
 int baton_publisher_publish(baton_publisher_t *p, const char *exchange, const char *routing_key,
-			    const amqp_basic_properties_t *props, amqp_bytes_t body,
+			    const amqp_basic_properties_t *props, amqp_bytes_t body, int mandatory,
 			    baton_publish_cb cb, void *ud);
 size_t baton_publisher_pending(const baton_publisher_t *p);
 void baton_publisher_close(baton_publisher_t *p, void (*done)(void *), void *ud);

@@ -116,7 +116,9 @@ int baton_msg_http(baton_msg_t *m, const baton_http_req_t *req, baton_msg_http_c
  * datacontenttype, data} to baton.events with routing key = type, persistent, correlation id
  * of this message. id NULL: a random UUID (give a stable id derived from the effect's key so
  * that a redelivery publishes the same event). data is stolen. The message is not acked before
- * the broker has confirmed it; a failed publish turns an OK into a RETRY. 0, or -1. */
+ * the broker has confirmed it; a failed publish turns an OK into a RETRY. Not mandatory: an
+ * event no queue is bound to yet is confirmed and dropped by the broker, which is not an error
+ * (subscribers bind their own queues to baton.events). 0, or -1. */
 int baton_msg_publish(baton_msg_t *m, const char *type, const char *subject, json_t *data,
 		      const char *id);
 

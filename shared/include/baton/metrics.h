@@ -64,6 +64,15 @@ void baton_metrics_http_status(baton_metrics_t *m, long status);
  * thread (takes a mutex). */
 void baton_metrics_dead_code(baton_metrics_t *m, const char *code);
 
+/* A flow's own counters (e.g. baton_inventory_drift_differences_total), at most
+ * BATON_METRICS_MAX_EXTRA. name: a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), copied
+ * with help. Returns its id (registering the same name again returns the same id), or -1 for a
+ * bad name, a full table or out of memory. Any thread (takes a mutex). */
+#define BATON_METRICS_MAX_EXTRA 16
+int baton_metrics_counter_new(baton_metrics_t *m, const char *name, const char *help);
+/* Adds by to counter id (ids out of range are ignored). Any thread. */
+void baton_metrics_counter_add(baton_metrics_t *m, int id, uint64_t by);
+
 /* Renders the whole registry in Prometheus text format (HELP/TYPE lines, labels flow and worker
  * on every sample). *out is NUL-terminated, *len excludes the NUL; caller frees *out.
  * 0, or -1 when out of memory. */

@@ -109,6 +109,14 @@ int baton_store_insert(baton_store_t *s, const char *coll, json_t *doc, baton_st
 int baton_store_set(baton_store_t *s, const char *coll, const char *id, json_t *fields,
 		    baton_store_cb cb, void *ud);
 
+/* Documents of coll whose top-level fields equal those of filter (borrowed object; {} matches
+ * all), at most limit (> 0) of them, in _id order. Values must be strings, integers, booleans or
+ * null (no operators, no sub-documents); a bad filter is ERROR through cb.
+ * OK + a JSON array of documents (possibly empty). Keep hot queries on _id or indexed fields:
+ * FerretDB v1 pushes down only simple equality. */
+int baton_store_find(baton_store_t *s, const char *coll, json_t *filter, size_t limit,
+		     baton_store_cb cb, void *ud);
+
 /* --- bulk insert (used by the audit writer) ------------------------------------------------ */
 
 /* results[i] for docs[i]: OK (inserted), DUPLICATE (11000: a document with its "_id" or another
