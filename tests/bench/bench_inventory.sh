@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# tests/bench/bench_inventory.sh — benchmark of baton-inventory (NOT run by ctest):
+#   1. throughput: baton-load publishes a burst of erp.stock.changed (Zipf over the SKUs, so hot
+#      SKUs change many times) as fast as the broker confirms; printed: stock events processed
+#      per second, storefront level writes and requests per second, and the coalescing ratio
+#      (events per level written, events per request); baseline in the same run: baton-load's
+#      own confirmed publish rate.
+#   2. latency: one ERP stock change at a time (PUT on the ERP simulator), time until the
+#      storefront simulator shows the new level (polled every ~1 ms); p50/p99 printed.
+# It starts its own stack (tools/stack.sh in a temporary directory), the simulators and one
+# worker, and stops them all at the end. Figures are printed, never asserted.
+#
+#   tests/bench/bench_inventory.sh [BUILD_DIR]      (default build/bench, configured if missing)
+#   env: BENCH_EVENTS (3000), BENCH_SKUS (200), BENCH_SAMPLES (100)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${1:-$ROOT/build/bench}
+EVENTS=${BENCH_EVENTS:-3000}
+SKUS=${BENCH_SKUS:-200}
+SAMPLES=${BENCH_SAMPLES:-100}
+WORK=$(mktemp -d /tmp/baton-bench-inv-XXXXXX)
+chmod 755 "$WORK" # the broker may run as its own user and must reach its state directory
+export BATON_STACK_DIR=$WORK/stack
+PIDS=()
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { echo "bench: $*" >&2; }
+
+say "building in $BUILD"
+[ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j2 --target baton-inventory baton-sim-erp baton-sim-storefront \
+	baton-load >/dev/null
+
+say "starting a private stack"
+bash "$ROOT/tools/stack.sh" up >&2
+eval "$(bash "$ROOT/tools/stack.sh" env)"
+
+# Starts a simulator; sets PORT.
+start_sim() {
+	local out=$WORK/$1.out
+	"$BUILD/tools/sim/$1" "${@:2}" >"$out" 2>"$WORK/$1.err" &
+	PIDS+=($!)
+	for _ in $(seq 1 100); do
+		PORT=$(sed -n 's/^listening on 127.0.0.1://p' "$out" | head -n 1)
+		[ -n "$PORT" ] && return 0
+		sleep 0.1
+	done
+	echo "bench: $1 did not start" >&2
+	exit 1
+}
+
+start_sim baton-sim-erp --amqp "$BATON_AMQP_URL"
+ERP_PORT=$PORT
+start_sim baton-sim-storefront --amqp "$BATON_AMQP_URL" --bucket-size 100000 --leak-rate 100000
+SF_PORT=$PORT
+METRICS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+cat >"$WORK/config.json" <<JSON
+{"inventory": {
+  "channels": {"shop-eu": {"locations": ["WH-1", "WH-2", "WH-3"], "storefront_location": "WH-1"}},
+  "rate_limit": {"bucket_size": 100000, "leak_rate": 100000},
+  "drift_interval": "0s"
+}}
+JSON
+BATON_STOREFRONT_URL=http://127.0.0.1:$SF_PORT BATON_CONFIG=$WORK/config.json \
+	BATON_METRICS_ADDR=127.0.0.1:$METRICS_PORT BATON_LOG_LEVEL=warn BATON_WORKER_ID=bench-inv \
+	"$BUILD/workers/inventory/baton-inventory" 2>"$WORK/worker.err" &
+PIDS+=($!)
+
+metric() { # metric NAME -> value (0 when absent)
+	curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+		awk -v n="$1" '$1 ~ "^"n"({|$)" { v=$2 } END { print v+0 }'
+}
+for _ in $(seq 1 300); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$METRICS_PORT/readyz")" = 200 ] && break
+	sleep 0.1
+done
+
+echo "== baton-inventory: $EVENTS stock events over $SKUS SKUs x 3 locations (Zipf 1.1) =="
+T0=$(date +%s.%N)
+"$BUILD/tools/load/baton-load" --amqp "$BATON_AMQP_URL" --count "$EVENTS" --mix stock=100 \
+	--skus "$SKUS" --locations 3 >"$WORK/load.json"
+T_PUB=$(date +%s.%N)
+stall=0 prev=-1
+while :; do
+	a=$(metric baton_messages_acked_total)
+	[ "$a" -ge "$EVENTS" ] && break
+	if [ "$a" = "$prev" ]; then stall=$((stall + 1)); else stall=0; fi
+	[ "$stall" -gt 1200 ] && { say "no progress for 60 s ($a acked)"; exit 1; }
+	prev=$a
+	sleep 0.05
+done
+T_ACK=$(date +%s.%N)
+# the publisher drains the last dirty SKUs: wait until the writes stop moving
+last=-1
+while :; do
+	w=$(metric baton_inventory_levels_written_total)
+	[ "$w" = "$last" ] && break
+	last=$w
+	sleep 0.3
+done
+T_END=$(date +%s.%N)
+W=$(metric baton_inventory_levels_written_total)
+R=$(metric baton_inventory_storefront_requests_total)
+python3 - "$T0" "$T_PUB" "$T_ACK" "$T_END" "$EVENTS" "$W" "$R" "$WORK/load.json" <<'PY'
+import json, sys
+t0, tpub, tack, tend = map(float, sys.argv[1:5])
+ev, w, r = int(sys.argv[5]), int(float(sys.argv[6])), int(float(sys.argv[7]))
+load = json.load(open(sys.argv[8]))
+print(f"baseline  baton-load confirmed publish: {load['rate']:.0f} events/s")
+print(f"stock events processed (acked):       {ev / (tack - t0):.0f} events/s "
+      f"({ev} in {tack - t0:.2f} s)")
+print(f"storefront level writes:              {w / (tend - t0):.0f} writes/s "
+      f"({w} levels in {r} requests over {tend - t0:.2f} s)")
+print(f"coalescing: {ev / max(w, 1):.1f} events per level written, "
+      f"{ev / max(r, 1):.1f} events per storefront request")
+PY
+
+echo "== latency: ERP stock change -> storefront write, $SAMPLES sequential changes =="
+python3 - "$ERP_PORT" "$SF_PORT" "$SAMPLES" <<'PY'
+import http.client, json, sys, time
+erp_port, sf_port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+erp = http.client.HTTPConnection("127.0.0.1", erp_port)
+sf = http.client.HTTPConnection("127.0.0.1", sf_port)
+def level():
+    sf.request("GET", "/admin/api/inventory_levels?sku=LAT-1&location_id=WH-1")
+    r = json.loads(sf.getresponse().read())
+    ls = r["inventory_levels"]
+    return ls[0]["available"] if ls else None
+lat = []
+for i in range(n + 1):
+    want = 1000 + i
+    t0 = time.perf_counter()
+    erp.request("PUT", "/api/stock/LAT-1/WH-1", json.dumps({"on_hand": want}),
+                {"Content-Type": "application/json"})
+    erp.getresponse().read()
+    deadline = t0 + 30
+    while level() != want:
+        if time.perf_counter() > deadline:
+            sys.exit("bench: level never arrived")
+        time.sleep(0.001)
+    if i:  # the first one also creates the documents
+        lat.append((time.perf_counter() - t0) * 1000)
+lat.sort()
+p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print(f"ERP change -> storefront level: p50 {p(0.50):.1f} ms, p99 {p(0.99):.1f} ms, "
+      f"max {lat[-1]:.1f} ms over {len(lat)} changes (coalesce tick 50 ms)")
+PY
