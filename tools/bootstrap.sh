@@ -9,7 +9,7 @@ FERRETDB_VERSION=v1.24.2
 BIN_DIR=${XDG_DATA_HOME:-$HOME/.local/share}/baton/bin
 PACKAGES=(build-essential cmake pkg-config git ca-certificates iproute2 util-linux curl
 	librabbitmq-dev libmongoc-dev libbson-dev libjansson-dev libcurl4-openssl-dev libuv1-dev
-	libmicrohttpd-dev libssl-dev libcmocka-dev valgrind rabbitmq-server)
+	libmicrohttpd-dev libssl-dev libcmocka-dev valgrind rabbitmq-server python3)
 
 say() { echo "bootstrap: $*" >&2; }
 fail() { echo "bootstrap: $*" >&2; exit 1; }
