@@ -85,6 +85,7 @@ def main():
     ap.add_argument("--skus", type=int, default=100)
     ap.add_argument("--checkouts", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=25.0, help="checkouts per second (0: flat out)")
     ap.add_argument("--updates", type=float, default=0.10, help="share of sold orders updated")
     ap.add_argument("--cancels", type=float, default=0.05, help="share of sold orders cancelled")
     ap.add_argument("--unmapped", type=int, default=12, help="marketplace orders with unmapped SKUs")
@@ -107,6 +108,8 @@ def main():
     sold, orders, refused, errors = {}, [], [0], [0]
     next_i = [0]
 
+    t_start = time.time()
+
     def shopper():
         while True:
             with lock:
@@ -114,6 +117,10 @@ def main():
                 next_i[0] += 1
             if i >= len(baskets):
                 return
+            if a.rate > 0:  # shoppers arrive at a steady pace over the day
+                wait = t_start + i / a.rate - time.time()
+                if wait > 0:
+                    time.sleep(wait)
             st, r = http("POST", f"{a.storefront}/checkout", {"lines": baskets[i]})
             with lock:
                 if st == 201:
@@ -132,8 +139,9 @@ def main():
 
     def receiver():
         """Goods receipts at WH-BCN, spread over the day, mostly for the best sellers."""
+        day = len(baskets) / a.rate if a.rate > 0 else 5.0
         for k in range(a.receipts):
-            time.sleep(0.25)
+            time.sleep(day / (a.receipts + 1))
             with lock:
                 if next_i[0] >= len(baskets):
                     return
@@ -150,7 +158,7 @@ def main():
 
     threads = [threading.Thread(target=shopper) for _ in range(a.threads)]
     threads.append(threading.Thread(target=receiver))
-    t0 = time.time()
+    t0 = t_start
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):

@@ -635,7 +635,11 @@ baton_store_t *baton_store_open(uv_loop_t *loop, const char *uri, const char *db
 		return NULL;
 	}
 	uri_default_ms(u, MONGOC_URI_CONNECTTIMEOUTMS, 2000);
-	uri_default_ms(u, MONGOC_URI_SOCKETTIMEOUTMS, 5000);
+	/* A server that is down is found by server selection (3 s). A server that is up but busy
+	 * (FerretDB on SQLite serializes writes; a burst of retries queues behind one lock) may
+	 * take seconds to answer: a short socket timeout would turn that wait into failed writes
+	 * and a storm of retries, so it is generous. These calls run on the thread pool. */
+	uri_default_ms(u, MONGOC_URI_SOCKETTIMEOUTMS, 15000);
 	uri_default_ms(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
 	if (!mongoc_uri_get_appname(u))
 		mongoc_uri_set_appname(u, "baton");

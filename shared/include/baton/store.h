@@ -54,7 +54,7 @@ typedef void (*baton_store_cb)(baton_store_status_t st, json_t *result, const ch
 const char *baton_store_status_name(baton_store_status_t st);
 
 /* Creates the client pool (max pool_size clients, error API v2). connectTimeoutMS=2000,
- * socketTimeoutMS=5000 and serverSelectionTimeoutMS=3000 are added to the URI unless it sets
+ * socketTimeoutMS=15000 and serverSelectionTimeoutMS=3000 are added to the URI unless it sets
  * them. Does not connect (see baton_store_ping). Calls mongoc_init() and, the first time, routes
  * libmongoc's log messages into baton_log (event "mongoc.log"; its debug/trace dropped). Returns
  * NULL with err on an invalid URI, database name or pool size (1..1024). */
