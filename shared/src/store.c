@@ -985,7 +985,8 @@ static int64_t reply_int(const bson_t *reply, const char *field)
 	return 0;
 }
 
-static void work_doc_replace(store_op_t *op, mongoc_collection_t *coll)
+/* Replaces the document if its stored version is op->version (see work_doc_replace). */
+static void doc_replace(store_op_t *op, mongoc_collection_t *coll)
 {
 	bson_t *sel = id_filter("_id", op->id);
 	bson_t reply, *cur = NULL;
@@ -1019,12 +1020,116 @@ static void work_doc_replace(store_op_t *op, mongoc_collection_t *coll)
 	bson_destroy(sel);
 }
 
-static void work_doc_put(store_op_t *op, mongoc_collection_t *coll)
+/* --- version tickets ------------------------------------------------------------------------
+ * FerretDB v1 (the stack's server) runs replace_one as a read, a filter in Go and then an
+ * UPDATE by _id, not atomically: two puts expecting the same version can both match, and the
+ * later one silently overwrites the earlier (a lost update; two baton-inventory replicas lost
+ * reservations that way). Inserting a unique _id is atomic there (the ledger relies on it). So a
+ * put from version n first inserts the ticket of version n + 1: one put per version gets it, the
+ * others get CONFLICT without touching the document. The holder's replace is then the only write
+ * that can match version n (a put holding ticket n + 2 read n + 1, which exists only after it;
+ * an older ticket's replace expects a version already passed), and it drops its ticket after.
+ * A ticket whose writer died between its insert and its replace would block version n + 1 for
+ * good: one older than TICKET_STALE_MS is skipped (the put takes n + 2 and writes version n + 2
+ * over n). Real MongoDB does not need tickets; they cost it two small writes per put. */
+
+#define TICKET_COLL "doc_tickets"
+#define TICKET_STALE_MS 30000
+#define TICKET_SKIPS 3
+
+typedef enum ticket { T_TAKEN, T_BUSY, T_STALE, T_FAILED } ticket_t;
+
+/* {_id: "<length of coll>:<coll>:<version>:<id>"}: unambiguous whatever the names hold. */
+static bson_t *ticket_doc(const store_op_t *op, int64_t version)
+{
+	char *t = bson_strdup_printf("%zu:%s:%" PRId64 ":%s", strlen(op->coll), op->coll, version,
+				     op->id);
+	bson_t *d = id_filter("_id", t);
+
+	bson_free(t);
+	return d;
+}
+
+static ticket_t ticket_take(store_op_t *op, mongoc_collection_t *tickets, int64_t version)
+{
+	bson_t *t = ticket_doc(op, version), *f = ticket_doc(op, version), *found = NULL;
+	bson_error_t e;
+	ticket_t r = T_FAILED;
+
+	BSON_APPEND_INT64(t, "at", baton_store_now_ms());
+	if (mongoc_collection_insert_one(tickets, t, NULL, NULL, &e)) {
+		r = T_TAKEN;
+		goto out;
+	}
+	op_fail(op, &e, NULL, "ticket insert");
+	if (op->st != BATON_STORE_DUPLICATE)
+		goto out;
+	if (!find_one(tickets, f, NULL, &found, &e))
+		op_fail(op, &e, NULL, "ticket find");
+	else /* (gone meanwhile: its holder is done, busy all the same) */
+		r = found && reply_int(found, "at") < baton_store_now_ms() - TICKET_STALE_MS ? T_STALE
+											 : T_BUSY;
+out:
+	if (found)
+		bson_destroy(found);
+	bson_destroy(f);
+	bson_destroy(t);
+	return r;
+}
+
+static void ticket_drop(const store_op_t *op, mongoc_collection_t *tickets, int64_t version)
+{
+	bson_t *f = ticket_doc(op, version);
+
+	mongoc_collection_delete_one(tickets, f, NULL, NULL, NULL); /* else: stale later */
+	bson_destroy(f);
+}
+
+/* op->doc with "version" = version (after a skipped ticket). */
+static void doc_set_version(store_op_t *op, int64_t version)
+{
+	bson_t *d = bson_new();
+
+	bson_copy_to_excluding_noinit(op->doc, d, "version", NULL);
+	BSON_APPEND_INT64(d, "version", version);
+	bson_destroy(op->doc);
+	op->doc = d;
+}
+
+static void work_doc_replace(store_op_t *op, mongoc_client_t *c, mongoc_collection_t *coll)
+{
+	mongoc_collection_t *tickets = mongoc_client_get_collection(c, op->s->db, TICKET_COLL);
+	int64_t v = op->version + 1;
+	ticket_t t;
+
+	while ((t = ticket_take(op, tickets, v)) == T_STALE && v < op->version + TICKET_SKIPS)
+		v++;
+	if (t == T_TAKEN) {
+		op->st = BATON_STORE_OK;
+		op->errmsg[0] = '\0';
+		if (v != op->version + 1)
+			doc_set_version(op, v);
+		doc_replace(op, coll);
+	} else if (t != T_FAILED) {
+		op->st = BATON_STORE_CONFLICT;
+		snprintf(op->errmsg, sizeof(op->errmsg),
+			 "version %" PRId64 " is being written by another put", v);
+	}
+	if (t == T_TAKEN)
+		ticket_drop(op, tickets, v);
+	/* skipped tickets go only once the document is past them (a put still expecting version n
+	 * could otherwise take one and write over the holder of the next) */
+	for (int64_t k = op->version + 1; op->st == BATON_STORE_OK && k < v; k++)
+		ticket_drop(op, tickets, k);
+	mongoc_collection_destroy(tickets);
+}
+
+static void work_doc_put(store_op_t *op, mongoc_client_t *c, mongoc_collection_t *coll)
 {
 	bson_error_t e;
 
 	if (op->version > 0) {
-		work_doc_replace(op, coll);
+		work_doc_replace(op, c, coll);
 		return;
 	}
 	if (mongoc_collection_insert_one(coll, op->doc, NULL, NULL, &e)) {
@@ -1230,7 +1335,7 @@ static void op_work(uv_work_t *req)
 		work_find(op, coll, "_id", 0);
 		break;
 	case OP_DOC_PUT:
-		work_doc_put(op, coll);
+		work_doc_put(op, c, coll);
 		break;
 	case OP_INSERT:
 		work_insert(op, coll);

@@ -8,6 +8,10 @@
  *   oversell_b3    allocates late, buffer 0 and 3: checkouts accepted never exceed the stock
  *                  that existed minus the buffer; at rest the level equals the computed ATS,
  *                  before and after the ERP's allocations retire the reservations
+ *   two_replicas   two replicas on one queue, checkouts (one and two lines) racing ERP changes
+ *                  on three SKUs: never oversold; at rest every level equals the ATS of the final
+ *                  state (reservations open, retired, a value flipped back and forth), before and
+ *                  after a drift pass of each replica
  *   rate_limit     10 changes for each of 40 SKUs against a 40-request bucket leaking 2/s:
  *                  every final value arrives, at most a handful of 429s, few writes
  *   drift          levels changed behind baton's back are found (audit) and corrected by
@@ -354,6 +358,228 @@ static void test_oversell_b3(void **state)
 	oversell(3);
 }
 
+/* --- two replicas ------------------------------------------------------------------------------ */
+
+#define TR_SKUS 3
+#define TR_SHOPPERS 4
+#define TR_TRIES 45
+#define TR_RECEIPT 2
+#define TR_BUFFER 2
+
+static const char *const TR_SKU[TR_SKUS] = {"TWO-HOT", "TWO-WARM", "TWO-COOL"};
+static const int TR_STOCK[TR_SKUS] = {30, 120, 80};
+
+typedef struct tr_shopper {
+	int idx;
+	long sold[TR_SKUS]; /* units sold per SKU (one per accepted line) */
+} tr_shopper_t;
+
+/* Checkouts rotating over the SKUs; every fifth is a two-line order (two SKU documents). */
+static void *tr_shop(void *ud)
+{
+	tr_shopper_t *sh = ud;
+	simt_resp_t *r = malloc(sizeof(*r));
+	char body[512];
+
+	for (int i = 0; r && i < TR_TRIES; i++) {
+		int a = (sh->idx + i) % TR_SKUS, b = (a + 1) % TR_SKUS, two = i % 5 == 4;
+		snprintf(body, sizeof(body),
+			 "{\"location_id\": \"" LOC "\", \"lines\": [{\"sku\": \"%s\", "
+			 "\"quantity\": 1}%s%s%s]}", TR_SKU[a], two ? ", {\"sku\": \"" : "",
+			 two ? TR_SKU[b] : "", two ? "\", \"quantity\": 1}" : "");
+		if (simt_req(&SF, "POST", "/checkout", body, NULL, 20000, r) == CURLE_OK &&
+		    r->status < 300) {
+			sh->sold[a]++;
+			sh->sold[b] += two;
+		}
+		usleep(5000);
+	}
+	free(r);
+	return NULL;
+}
+
+/* The ERP moves every SKU during the burst (receipts, units found damaged and repaired). */
+static int tr_erp_churn(int rounds)
+{
+	char body[128];
+	int events = 0;
+
+	for (int i = 0; i < rounds; i++) {
+		for (int k = 0; k < TR_SKUS; k++, events++) {
+			snprintf(body, sizeof(body), "{\"on_hand\": %d, \"unavailable\": %d}",
+				 TR_STOCK[k] + TR_RECEIPT, (i + k) % 3);
+			erp_put(TR_SKU[k], body);
+		}
+		bt_sleep_ms(15);
+	}
+	return events;
+}
+
+/* What baton recorded for sku (published document, SKU document), for a failure's report. */
+static void tr_dump(const char *sku)
+{
+	mongoc_client_t *c = mongoc_client_new(S.mongo_uri);
+	const char *colls[] = {"inventory_published", "inventory"};
+	char id[160];
+
+	for (int i = 0; c && i < 2; i++) {
+		mongoc_collection_t *coll = mongoc_client_get_collection(c, S.db_name, colls[i]);
+		bson_t *f, *opts = BCON_NEW("projection", "{", "reservations", BCON_BOOL(false),
+					    "inputs", BCON_BOOL(false), "}");
+		mongoc_cursor_t *cur;
+		const bson_t *d;
+		snprintf(id, sizeof(id), i ? "%s" : "shop-eu:%s", sku);
+		f = BCON_NEW("_id", BCON_UTF8(id));
+		cur = mongoc_collection_find_with_opts(coll, f, opts, NULL);
+		while (mongoc_cursor_next(cur, &d)) {
+			char *s = bson_as_relaxed_extended_json(d, NULL);
+			printf("  %s: %s\n", colls[i], s);
+			bson_free(s);
+		}
+		mongoc_cursor_destroy(cur);
+		bson_destroy(f);
+		bson_destroy(opts);
+		mongoc_collection_destroy(coll);
+	}
+	mongoc_client_destroy(c);
+}
+
+/* Stock events handled (two replicas apply them in any order: the older ones are stale). */
+static int64_t tr_positions_handled(int64_t n, int timeout_s)
+{
+	int64_t got = 0;
+
+	for (int i = 0; i < timeout_s * 10; i++) {
+		got = audit_count("position.applied") + audit_count("position.stale") +
+		      audit_count("position.duplicate");
+		if (got >= n)
+			break;
+		bt_sleep_ms(100);
+	}
+	return got;
+}
+
+/* Every SKU's level reaches want[k] (bounded: the first one waits, the others have had that
+ * time too); reports and dumps the ones that do not. */
+static int tr_levels_settle(const char *when, const long *want, int timeout_s)
+{
+	int bad = 0;
+
+	for (int k = 0; k < TR_SKUS; k++) {
+		long long got = wait_level(TR_SKU[k], want[k], k ? 5 : timeout_s);
+		if (got != want[k]) {
+			printf("two_replicas %s: %s at %lld, ATS %ld\n", when, TR_SKU[k], got,
+			       want[k]);
+			tr_dump(TR_SKU[k]);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+/* ATS from the final state: on_hand - allocated - unavailable - open orders, less the buffer.
+ * The units sold count once, as open orders until the ERP allocates them, then as allocated. */
+static void tr_want(long *want, const long *sold, int unavailable)
+{
+	for (int k = 0; k < TR_SKUS; k++) {
+		long pool = TR_STOCK[k] + TR_RECEIPT - sold[k] - unavailable;
+		want[k] = pool - TR_BUFFER > 0 ? pool - TR_BUFFER : 0;
+	}
+}
+
+/* The ERP's final position of every SKU (the orders allocated or not). */
+static void tr_set_all(const long *sold, int allocated, int unavailable)
+{
+	char body[160];
+
+	for (int k = 0; k < TR_SKUS; k++) {
+		snprintf(body, sizeof(body),
+			 "{\"on_hand\": %d, \"allocated\": %ld, \"unavailable\": %d}",
+			 TR_STOCK[k] + TR_RECEIPT, allocated ? sold[k] : 0, unavailable);
+		erp_put(TR_SKU[k], body);
+	}
+}
+
+/* Two replicas on the same queue while checkouts race ERP changes: never oversold, and at rest
+ * every level equals the ATS of the final state (the bookkeeping of checkouts not heard of yet
+ * must not drift when the replicas interleave), also after a drift pass of both. */
+static void test_two_replicas(void **state)
+{
+	char cfg[512], body[64];
+	pthread_t th[TR_SHOPPERS];
+	tr_shopper_t sh[TR_SHOPPERS] = {{0}};
+	long sold[TR_SKUS] = {0}, want[TR_SKUS], lines = 0;
+	int64_t passes, drifts;
+	pid_t w2;
+	int changes = TR_SKUS, bad = 0;
+
+	(void)state;
+	snprintf(cfg, sizeof(cfg),
+		 "{\"channels\": {\"shop-eu\": {\"locations\": [\"" LOC "\"], "
+		 "\"storefront_location\": \"" LOC "\", \"safety_buffer\": %d}}, "
+		 "\"coalesce\": \"20ms\", \"drift_interval\": \"10m\"}", TR_BUFFER);
+	start_all(cfg, NULL);
+	w2 = spawn_worker("inv2", 2);
+	for (int k = 0; k < TR_SKUS; k++) {
+		snprintf(body, sizeof(body), "{\"on_hand\": %d}", TR_STOCK[k]);
+		erp_put(TR_SKU[k], body);
+	}
+	for (int k = 0; k < TR_SKUS; k++)
+		assert_int_equal(wait_level(TR_SKU[k], TR_STOCK[k] - TR_BUFFER, 60),
+				 TR_STOCK[k] - TR_BUFFER);
+	for (int i = 0; i < TR_SHOPPERS; i++) {
+		sh[i].idx = i;
+		assert_int_equal(pthread_create(&th[i], NULL, tr_shop, &sh[i]), 0);
+	}
+	changes += tr_erp_churn(20);
+	for (int i = 0; i < TR_SHOPPERS; i++) {
+		pthread_join(th[i], NULL);
+		for (int k = 0; k < TR_SKUS; k++)
+			sold[k] += sh[i].sold[k];
+	}
+	for (int k = 0; k < TR_SKUS; k++) {
+		printf("two_replicas: %s sold %ld of %d\n", TR_SKU[k], sold[k],
+		       TR_STOCK[k] + TR_RECEIPT);
+		/* (a) never more than the stock that existed, less the buffer */
+		assert_true(sold[k] <= TR_STOCK[k] + TR_RECEIPT - TR_BUFFER);
+		assert_true(sold[k] > 0);
+		lines += sold[k];
+	}
+	/* (b) at rest: every order heard of, the reservations still open */
+	assert_int_equal(wait_audit("reservation.added", lines, 60), lines);
+	tr_set_all(sold, 0, 3); /* 3: never a value of the churn, so every SKU changes */
+	changes += TR_SKUS;
+	assert_int_equal(tr_positions_handled(changes, 60), changes);
+	tr_want(want, sold, 3);
+	bad += tr_levels_settle("at rest", want, 30);
+	/* the ERP allocates the orders: the reservations retire, the number does not move */
+	tr_set_all(sold, 1, 3);
+	changes += TR_SKUS;
+	assert_int_equal(tr_positions_handled(changes, 60), changes);
+	bad += tr_levels_settle("allocated", want, 30);
+	/* units found damaged and repaired, back and forth: each value is published by one replica
+	 * or the other, and the last one is a value published before */
+	for (int i = 0; i < 8; i++, changes += TR_SKUS) {
+		tr_set_all(sold, 1, i % 2 ? 3 : 4);
+		bt_sleep_ms(40);
+	}
+	assert_int_equal(tr_positions_handled(changes, 60), changes);
+	bad += tr_levels_settle("flipped", want, 30);
+	/* a drift pass of each replica finds nothing to correct and leaves every level at ATS */
+	passes = audit_count("inventory.drift_pass");
+	drifts = audit_count("inventory.drift");
+	kill(W, SIGUSR1);
+	kill(w2, SIGUSR1);
+	assert_int_equal(wait_audit("inventory.drift_pass", passes + 2, 60), passes + 2);
+	bad += tr_levels_settle("after drift", want, 30);
+	assert_int_equal(bad, 0);
+	assert_int_equal(audit_count("inventory.drift"), drifts);
+	assert_int_equal(bt_queue_depth(C, INV_PARKING), 0);
+	assert_int_equal(ft_stop(w2, 60), 0);
+	assert_int_equal(ft_stop(W, 60), 0);
+	ft_forget(W);
+}
+
 /* --- rate limit ---------------------------------------------------------------------------------- */
 
 static void test_rate_limit(void **state)
@@ -598,6 +824,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversell_b0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversell_b3, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_replicas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drift, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),

@@ -1,12 +1,13 @@
 /* inv_publish.c — the publisher: turns "this SKU may have changed" into storefront writes.
  *
  * Handlers mark SKUs dirty (in memory, per channel); every `coalesce` ms one round takes up to
- * max_batch dirty SKUs of a channel, reads their documents, computes ATS and writes every
- * number that changed in ONE set_quantities request with compare_quantity = the level the
- * storefront should show (see predicted_level). A burst of events for a SKU within a tick is one
- * write carrying the latest value. On 409 compare_quantity_stale the round reads the levels
- * back, reloads the documents, recomputes and tries again; on 429 it pauses for Retry-After.
- * Requests are paced by a mirror of the storefront's leaky bucket.
+ * max_batch dirty SKUs of a channel, reads their documents, computes ATS, claims the SKUs whose
+ * number changed (round_claim: one writer per SKU across replicas), reads and computes again,
+ * and writes every number that changed in ONE set_quantities request with compare_quantity =
+ * the level the storefront should show (see predicted_level). A burst of events for a SKU
+ * within a tick is one write carrying the latest value. On 409 compare_quantity_stale the round
+ * reads the levels back, reloads the documents, recomputes and tries again; on 429 it pauses
+ * for Retry-After. Requests are paced by a mirror of the storefront's leaky bucket.
  *
  * A drift pass queues every known SKU with "read the storefront first": differences between
  * what the storefront shows and the computed ATS are reported (log, audit) and corrected by the
@@ -24,7 +25,7 @@
 #define ERROR_BACKOFF_MS 1000
 #define BUCKET_HEADROOM 2.0
 #define MAX_SKUS_SEEN 100000
-#define CLAIM_MS 10000 /* a replica's claim on a channel+SKU (see round_claim) */
+#define CLAIM_MARGIN_MS 10000 /* a claim lasts the HTTP timeout plus this (see round_claim) */
 
 enum pub_metric { M_WRITES, M_REQUESTS, M_STALE, M_RATE_LIMITED, M_DRIFT, M_DRIFT_PASSES,
 		  M_COUNT };
@@ -39,6 +40,9 @@ typedef struct item {
 	int64_t obs;          /* level read back from the storefront */
 	int64_t expected, value, unheard;
 	int write, save;
+	int skip;             /* backed off: another round will take it */
+	int fresh_claim;      /* claimed after its documents were loaded: load them again */
+	int reported;         /* drift difference counted (once per round) */
 	uint64_t marked_ms;   /* when the SKU was first marked dirty (latency) */
 } item_t;
 
@@ -65,8 +69,6 @@ struct inv_publisher {
 	uv_signal_t usr1;
 	json_t **dirty; /* per channel: sku -> marked time (ms) */
 	json_t **drift; /* per channel: sku -> true (read the storefront first) */
-	json_t *pubs;   /* "<channel>:<sku>" -> published document as last read or written here
-			 * (a stale one only costs a 409 and a reload) */
 	round_t *round;
 	int drift_wanted, drift_started;
 	uint64_t next_drift_ms, paused_until_ms;
@@ -248,12 +250,15 @@ static void round_end(round_t *r)
 	round_free(r);
 }
 
+static void round_release(round_t *r);
+
 static void round_fail(round_t *r, uint64_t pause_ms, const char *why)
 {
 	inv_publisher_t *p = r->p;
 
 	BATON_WARN(NULL, "inventory.publish_failed", "channel %s: %s; trying again in %llu ms",
 		   p->cfg->channels[r->chi].name, why, (unsigned long long)pause_ms);
+	round_release(r);
 	round_requeue(r);
 	if (p->paused_until_ms < now_ms(p) + pause_ms)
 		p->paused_until_ms = now_ms(p) + pause_ms;
@@ -301,7 +306,6 @@ static void loaded(baton_store_status_t st, json_t *res, const char *errmsg, voi
 		json_object_set(r->docs, c->sku, st == BATON_STORE_OK ? res : json_null());
 	} else if (st == BATON_STORE_OK) {
 		set_pub(&r->items[c->idx], res);
-		json_object_set(r->p->pubs, json_string_value(json_object_get(res, "_id")), res);
 	}
 	free(c->sku);
 	free(c);
@@ -322,15 +326,10 @@ static void load_one(round_t *r, const char *sku, size_t idx)
 			json_object_set_new(r->docs, sku, json_null()); /* requested */
 			rc = baton_store_doc_get(s, INV_COLL_STOCK, sku, loaded, c);
 		} else if (!sku) {
-			json_t *cached;
+			/* always from the store, never a copy kept in memory: another replica may
+			 * have written (or claimed) it since */
 			snprintf(id, sizeof(id), "%s:%s", r->p->cfg->channels[r->chi].name,
 				 r->items[idx].sku);
-			cached = r->force_read ? NULL : json_object_get(r->p->pubs, id);
-			if (cached) {
-				set_pub(&r->items[idx], cached);
-				free(c);
-				return;
-			}
 			rc = baton_store_doc_get(s, INV_COLL_PUBLISHED, id, loaded, c);
 		}
 	}
@@ -344,17 +343,24 @@ static void load_one(round_t *r, const char *sku, size_t idx)
 	}
 }
 
+/* A fresh snapshot: SKU documents and published documents, then (round_compute) the levels
+ * when the round reads them, always after the documents (see unheard). Levels read before are
+ * dropped. */
 static void round_load(round_t *r)
 {
 	const inv_config_t *cfg = r->p->cfg;
 
 	r->stage = R_LOAD;
 	r->failed = 0;
+	r->obs_loaded = 0;
 	r->pending = 1; /* held until every request is started */
 	json_decref(r->docs);
 	r->docs = json_object();
 	for (size_t i = 0; i < r->n; i++) {
 		const inv_kit_t *k = inv_config_kit(cfg, r->items[i].sku);
+		r->items[i].have_obs = r->items[i].fresh_claim = 0;
+		if (r->items[i].skip)
+			continue;
 		if (!json_object_get(r->docs, r->items[i].sku))
 			load_one(r, r->items[i].sku, i);
 		for (size_t j = 0; k && j < k->n_parts; j++)
@@ -388,6 +394,12 @@ static int64_t heard_since(const item_t *it)
 
 static int64_t nonneg(int64_t v) { return v < 0 ? 0 : v; }
 
+/* Whether a write is on record (a claim alone, on a SKU never published, is not one). */
+static int has_record(const item_t *it)
+{
+	return json_is_integer(json_object_get(it->pub, "value"));
+}
+
 /* The level the storefront shows if every checkout since the write has been heard of. */
 static int64_t predicted_level(const item_t *it)
 {
@@ -396,15 +408,16 @@ static int64_t predicted_level(const item_t *it)
 }
 
 /* Checkouts made that baton has not heard of: exact once the level is read back (obs):
- * V + U - ks - obs. Without it, the U of the last write not heard of yet. In a drift pass, a
- * record older than unheard_grace forgets its U (no order came: a change behind baton's
- * back, not a sale). */
+ * V + U - ks - obs, provided the SKU document (ks) was read before the level: an order counted
+ * in ks must have its checkout in obs (round_load). Without obs, the U of the last write not
+ * heard of yet. In a drift pass, a record older than unheard_grace forgets its U (no order came:
+ * a change behind baton's back, not a sale). */
 static int64_t unheard(const round_t *r, const item_t *it)
 {
 	int64_t u = geti(it->pub, "unheard"), ks = heard_since(it);
 	int64_t age = baton_store_now_ms() - geti(it->pub, "at");
 
-	if (!it->pub)
+	if (!has_record(it))
 		return 0;
 	if (!it->have_obs)
 		return nonneg(ats_sub(u, ks));
@@ -434,7 +447,7 @@ static void compute_item(round_t *r, item_t *it)
 	it->expected = it->have_obs ? it->obs : predicted_level(it);
 	it->write = it->value != it->expected;
 	it->save = it->write ||
-		   (it->have_obs && (!it->pub || geti(it->pub, "value") != it->obs ||
+		   (it->have_obs && (!has_record(it) || geti(it->pub, "value") != it->obs ||
 				     geti(it->pub, "sold_base") != it->sold ||
 				     geti(it->pub, "unheard") != it->unheard));
 }
@@ -465,15 +478,20 @@ static void round_claim(round_t *r);
 static void round_compute(round_t *r)
 {
 	for (size_t i = 0; i < r->n && !r->obs_loaded; i++)
-		if (r->force_read || (!r->items[i].have_obs && !r->items[i].pub)) {
+		if (!r->items[i].skip && (r->force_read || !has_record(&r->items[i]))) {
 			/* drift pass, stale compare, or never published: read the storefront */
 			round_read(r);
 			return;
 		}
 	for (size_t i = 0; i < r->n; i++) {
-		compute_item(r, &r->items[i]);
-		if (r->drift && r->items[i].have_obs && r->attempt == 0)
-			report_drift(r, &r->items[i]);
+		item_t *it = &r->items[i];
+		if (it->skip)
+			continue;
+		compute_item(r, it);
+		if (r->drift && it->have_obs && !it->reported) {
+			it->reported = 1;
+			report_drift(r, it);
+		}
 	}
 	round_claim(r);
 }
@@ -483,22 +501,47 @@ static void round_compute(round_t *r)
 /* The published document records what was written (V, K, U above), so it must change with the
  * storefront's level and only with it: before writing, a replica claims the document (versioned
  * put of the record plus claim_owner/claim_until); others leave the SKU alone while the claim
- * lasts, and the claimer's save after the write clears it. A crashed claimer's claim expires
- * after CLAIM_MS. */
-static int claimed_by_other(const round_t *r, const item_t *it)
+ * lasts, and the claimer's save after the write clears it. A claim outlives the HTTP timeout
+ * (claim_ms), so a slow write never outlasts it; a crashed claimer's claim expires after that.
+ *
+ * Why a claim is followed by a fresh snapshot, and why a claim held elsewhere stops even a
+ * round with nothing to write (several replicas; each marks only the SKUs of the events it
+ * handled). The round used to compute from documents read *before* its claim, and to trust a
+ * copy of the published record kept in memory. So: replica B, publishing change e1, reads the
+ * SKU document, then replica A stores e2 (which undoes e1) and, from its remembered record,
+ * finds the level already right and writes nothing; B then claims and writes the value of e1
+ * alone; nobody has e2 marked any more. Or A's remembered record is the one A wrote before B's
+ * last write, and the level left by B matches none of A's predictions. Either way the level
+ * stayed off (both directions, by the units e1 moved) until a drift pass. Now the record is
+ * always read from the store; whatever a claim is taken for is loaded again after it (the
+ * documents, and the levels read after them), so a write is always computed from a snapshot
+ * newer than every change stored before the claim; and a round that sees another replica's
+ * claim backs off and retries, since that replica's write may predate its change. */
+static uint64_t claim_ms(const round_t *r)
+{
+	return (uint64_t)baton_flow_config(r->p->f)->http_timeout_ms + CLAIM_MARGIN_MS;
+}
+
+static int claim_mine(const round_t *r, const item_t *it)
 {
 	const char *owner = json_string_value(json_object_get(it->pub, "claim_owner"));
 
-	return owner && strcmp(owner, baton_flow_config(r->p->f)->worker_id) &&
+	return owner && !strcmp(owner, baton_flow_config(r->p->f)->worker_id);
+}
+
+static int claimed_by_other(const round_t *r, const item_t *it)
+{
+	return json_is_string(json_object_get(it->pub, "claim_owner")) && !claim_mine(r, it) &&
 	       geti(it->pub, "claim_until") > baton_store_now_ms();
 }
 
+/* Mine, and long enough left for one write request and the save. */
 static int claimed_by_me(const round_t *r, const item_t *it)
 {
-	const char *owner = json_string_value(json_object_get(it->pub, "claim_owner"));
+	uint64_t left = claim_ms(r) - CLAIM_MARGIN_MS / 2;
 
-	return owner && !strcmp(owner, baton_flow_config(r->p->f)->worker_id) &&
-	       geti(it->pub, "claim_until") > baton_store_now_ms() + CLAIM_MS / 2;
+	return claim_mine(r, it) && geti(it->pub, "claim_until") > baton_store_now_ms() +
+									(int64_t)left;
 }
 
 static void pub_id(const round_t *r, const item_t *it, char *id, size_t len)
@@ -506,26 +549,27 @@ static void pub_id(const round_t *r, const item_t *it, char *id, size_t len)
 	snprintf(id, len, "%s:%s", r->p->cfg->channels[r->chi].name, it->sku);
 }
 
-/* Another replica has it, or the claim failed: leave it, recompute later. */
+/* Another replica has it, or the claim failed: leave it to a later round. */
 static void item_back_off(round_t *r, item_t *it)
 {
-	char id[2 * INV_MAX_NAME + 2];
-
-	pub_id(r, it, id, sizeof(id));
-	json_object_del(r->p->pubs, id);
+	it->skip = 1;
 	it->write = it->save = 0;
 	mark_channel(r->p, r->chi, it->sku, it->marked_ms);
 }
 
 static void claim_step(round_t *r)
 {
-	size_t writes = 0;
+	size_t writes = 0, fresh = 0;
 
 	if (--r->pending > 0)
 		return;
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
 		writes += r->items[i].write;
-	if (writes)
+		fresh += r->items[i].fresh_claim;
+	}
+	if (fresh)
+		round_load(r); /* compute again from what is stored now */
+	else if (writes)
 		round_write(r);
 	else
 		round_save(r);
@@ -544,7 +588,7 @@ static void claimed(baton_store_status_t st, json_t *res, const char *errmsg, vo
 
 	if (st == BATON_STORE_OK) {
 		set_pub(it, res);
-		json_object_set(r->p->pubs, json_string_value(json_object_get(res, "_id")), res);
+		it->fresh_claim = 1;
 	} else {
 		BATON_DEBUG(NULL, "inventory.claim", "sku %s: %s (later)", it->sku, errmsg);
 		item_back_off(r, it);
@@ -565,7 +609,8 @@ static void claim_one(round_t *r, size_t i)
 	pub_id(r, it, id, sizeof(id));
 	json_object_set_new(doc, "claim_owner",
 			    json_string(baton_flow_config(r->p->f)->worker_id));
-	json_object_set_new(doc, "claim_until", json_integer(baton_store_now_ms() + CLAIM_MS));
+	json_object_set_new(doc, "claim_until",
+			    json_integer(baton_store_now_ms() + (int64_t)claim_ms(r)));
 	if (c) {
 		c->r = r;
 		c->idx = i;
@@ -580,17 +625,50 @@ static void claim_one(round_t *r, size_t i)
 	json_decref(doc);
 }
 
+static void released(baton_store_status_t st, json_t *res, const char *errmsg, void *ud)
+{
+	(void)res, (void)ud;
+	if (st != BATON_STORE_OK)
+		BATON_DEBUG(NULL, "inventory.claim", "releasing a claim: %s (it expires)", errmsg);
+}
+
+/* A failed round clears its claims (the record unchanged): other replicas need not wait for
+ * them to expire. */
+static void round_release(round_t *r)
+{
+	char id[2 * INV_MAX_NAME + 2];
+
+	for (size_t i = 0; i < r->n; i++) {
+		item_t *it = &r->items[i];
+		json_t *doc;
+		if (it->skip || !claim_mine(r, it))
+			continue;
+		doc = json_deep_copy(it->pub);
+		json_object_del(doc, "claim_owner");
+		json_object_del(doc, "claim_until");
+		pub_id(r, it, id, sizeof(id));
+		if (baton_store_doc_put(baton_flow_store(r->p->f), INV_COLL_PUBLISHED, id, doc,
+					it->pub_version, released, NULL) != 0)
+			BATON_DEBUG(NULL, "inventory.claim", "sku %s: claim left to expire", it->sku);
+		json_decref(doc);
+	}
+}
+
+/* Writes need this round's claim, taken before the documents were loaded; the claim is then
+ * cleared by the save, written or not. */
 static void round_claim(round_t *r)
 {
 	r->pending = 1;
 	for (size_t i = 0; i < r->n; i++) {
 		item_t *it = &r->items[i];
-		if (!it->write && !it->save)
+		if (it->skip)
 			continue;
 		if (claimed_by_other(r, it))
 			item_back_off(r, it);
 		else if (it->write && !claimed_by_me(r, it))
 			claim_one(r, i);
+		else if (claim_mine(r, it))
+			it->save = 1;
 	}
 	claim_step(r);
 }
@@ -788,12 +866,8 @@ static void saved(baton_store_status_t st, json_t *res, const char *errmsg, void
 	round_t *r = c->r;
 	item_t *it = &r->items[c->idx];
 
-	if (st == BATON_STORE_OK && json_is_string(json_object_get(res, "_id")))
-		json_object_set(r->p->pubs, json_string_value(json_object_get(res, "_id")), res);
+	(void)res;
 	if (st != BATON_STORE_OK) {
-		char id[2 * INV_MAX_NAME + 2];
-		snprintf(id, sizeof(id), "%s:%s", r->p->cfg->channels[r->chi].name, it->sku);
-		json_object_del(r->p->pubs, id);
 		/* another replica published meanwhile, or the store failed: compute again */
 		BATON_INFO(NULL, "inventory.published_doc", "sku %s: %s (recomputing)", it->sku,
 			   errmsg);
@@ -813,10 +887,17 @@ static void save_one(round_t *r, size_t i)
 	int rc = -1;
 
 	snprintf(id, sizeof(id), "%s:%s", ch, it->sku);
-	doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:O, s:I}", "channel", ch, "sku",
-			it->sku, "value", (json_int_t)it->value, "sold_base", (json_int_t)it->sold,
-			"unheard", (json_int_t)it->unheard, "ats", (json_int_t)it->ats, "inputs",
-			it->inputs, "at", (json_int_t)baton_store_now_ms());
+	if (it->write || it->have_obs) {
+		doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:O, s:I}", "channel", ch, "sku",
+				it->sku, "value", (json_int_t)it->value, "sold_base",
+				(json_int_t)it->sold, "unheard", (json_int_t)it->unheard, "ats",
+				(json_int_t)it->ats, "inputs", it->inputs, "at",
+				(json_int_t)baton_store_now_ms());
+	} else { /* nothing written: the record stays, only our claim goes */
+		doc = json_deep_copy(it->pub);
+		json_object_del(doc, "claim_owner");
+		json_object_del(doc, "claim_until");
+	}
 	if (c) {
 		c->r = r;
 		c->idx = i;
@@ -839,7 +920,7 @@ static void round_save(round_t *r)
 	for (size_t i = 0; i < r->n; i++) {
 		item_t *it = &r->items[i];
 		if (it->save) {
-			if (!it->write) /* the storefront already shows it */
+			if (!it->write && it->have_obs) /* the storefront already shows it */
 				it->value = it->obs;
 			save_one(r, i);
 		}
@@ -1007,7 +1088,6 @@ inv_publisher_t *inv_publisher_new(baton_flow_t *f, const inv_config_t *cfg)
 		p->dirty[c] = json_object();
 		p->drift[c] = json_object();
 	}
-	p->pubs = json_object();
 	p->drift_wanted = 1; /* at start: catch up whatever was not published */
 	uv_timer_init(loop, &p->timer);
 	p->timer.data = p;
@@ -1037,7 +1117,6 @@ void inv_publisher_free(inv_publisher_t *p)
 		json_decref(p->dirty[c]);
 		json_decref(p->drift[c]);
 	}
-	json_decref(p->pubs);
 	free(p->dirty);
 	free(p->drift);
 	free(p);

@@ -93,9 +93,12 @@ int baton_store_ledger_put(baton_store_t *s, const char *key, json_t *outcome,
 int baton_store_doc_get(baton_store_t *s, const char *coll, const char *id, baton_store_cb cb,
 			void *ud);
 /* expected_version 0: insert with version 1, CONFLICT if the id exists. expected_version n > 0:
- * replace only if the stored version == n, then the stored version is n + 1; CONFLICT if the
- * stored version differs; NOT_FOUND if absent. result = the stored document. doc (an object) is
- * borrowed. */
+ * replace only if the stored version == n, then the stored version is n + 1 (n + 2 or n + 3
+ * after a writer died in the middle of a put); CONFLICT if the stored version differs or another
+ * put from n is under way; NOT_FOUND if absent. Of several puts from the same version exactly
+ * one succeeds, on FerretDB v1 too, whose own replace is not atomic (the store serialises them
+ * with "version tickets", short-lived documents of collection doc_tickets: see store.c).
+ * result = the stored document (use its version). doc (an object) is borrowed. */
 int baton_store_doc_put(baton_store_t *s, const char *coll, const char *id, json_t *doc,
 			int64_t expected_version, baton_store_cb cb, void *ud);
 /* Plain insert of an object (e.g. a dead_letters record, borrowed); an ObjectId "_id" is added

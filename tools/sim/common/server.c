@@ -357,6 +357,18 @@ static void nap(sim_server_t *s, double seconds)
 	}
 }
 
+/* A deep copy of body in place of body. Handlers answer with the app's own objects (a level, an
+ * order) by reference; serialising them after state_lock is released raced with the next
+ * request changing them (use after free under concurrent checkouts and inventory reads). Call
+ * with state_lock held. */
+static json_t *own_copy(json_t *body)
+{
+	json_t *copy = body ? json_deep_copy(body) : NULL;
+
+	json_decref(body);
+	return copy;
+}
+
 static void sim_routes(sim_server_t *s, sim_req_t *req, sim_resp_t *r)
 {
 	bool get = strcmp(req->method, "GET") == 0;
@@ -368,6 +380,7 @@ static void sim_routes(sim_server_t *s, sim_req_t *req, sim_resp_t *r)
 		json_t *o = json_pack("{s:s}", "simulator", s->app.name);
 		pthread_mutex_lock(&s->state_lock);
 		s->app.state(s->app.ctx, o);
+		o = own_copy(o);
 		pthread_mutex_unlock(&s->state_lock);
 		sim_resp_json(r, 200, o);
 	} else if (get && strcmp(req->path, "/_sim/requests") == 0) {
@@ -483,6 +496,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	pthread_mutex_lock(&s->state_lock);
 	s->app.handle(s->app.ctx, &req, &resp);
+	resp.body = own_copy(resp.body);
 	pthread_mutex_unlock(&s->state_lock);
 	if (!resp.status)
 		sim_resp_error(&resp, 404, "not_found", "no route %s %s", method, url);
