@@ -113,13 +113,30 @@ start_rabbit() {
 
 	local deadline=$((SECONDS + START_TIMEOUT))
 	until rabbitmqctl_ await_startup --timeout 5 >/dev/null 2>&1; do
-		alive "$(get RABBIT_PID)" || die "RabbitMQ exited during start; see $STATE/rabbitmq.out and $r/log"
+		alive "$(get RABBIT_PID)" || return 1
 		[ $SECONDS -lt $deadline ] || die "RabbitMQ not ready after ${START_TIMEOUT}s; see $r/log"
 		sleep 1
 	done
 	put AMQP_URL "amqp://baton:$pass@127.0.0.1:$amqp/%2f"
 	put MGMT_URL "http://baton:$pass@127.0.0.1:$mgmt"
 	say "RabbitMQ node $(get RABBIT_NODE) ready: amqp 127.0.0.1:$amqp, management http://127.0.0.1:$mgmt/"
+}
+
+# A node that exits during start most often lost a race for one of its random ports with
+# another process (concurrent stacks): stop its epmd and start again on new ports, 3 times.
+start_rabbit_retrying() {
+	local attempt
+	for attempt in 1 2 3; do
+		start_rabbit && return 0
+		say "RabbitMQ exited during start (attempt $attempt): $(grep -ihm1 'eaddrinuse\|error' \
+			"$STATE/rabbitmq.out" "$STATE"/rabbitmq/log/*.log 2>/dev/null | cut -c1-200)"
+		stop_pid epmd "$(get EPMD_PID)" epmd
+		[ $attempt -lt 3 ] || break
+		mv "$STATE/rabbitmq.out" "$STATE/rabbitmq.out.$attempt"
+		rm -rf "$STATE/rabbitmq.failed.$attempt"
+		mv "$STATE/rabbitmq" "$STATE/rabbitmq.failed.$attempt"
+	done
+	die "RabbitMQ exited during start 3 times; see $STATE/rabbitmq.out and $STATE/rabbitmq/log"
 }
 
 as_rabbit_prefix() {
@@ -187,7 +204,7 @@ cmd_up() {
 	if [ -n "${BATON_AMQP_URL:-}" ]; then
 		put AMQP_URL "$BATON_AMQP_URL"; put EXTERNAL 1; say "using RabbitMQ at BATON_AMQP_URL"
 	else
-		start_rabbit
+		start_rabbit_retrying
 	fi
 	if [ -n "${BATON_MONGO_URI:-}" ]; then
 		put MONGO_URI "$BATON_MONGO_URI"; put EXTERNAL 1; say "using MongoDB at BATON_MONGO_URI"

@@ -119,8 +119,35 @@ ticks=$(getconf CLK_TCK)
 cpu_s() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# p50/p99 of baton_handler_duration_seconds over every replica's /metrics (stdin: the scrapes),
+# linear within the histogram bucket, in ms.
+percentiles() {
+	python3 -c '
+import re, sys
+b = {}
+for line in sys.stdin:
+    m = re.match(r"baton_handler_duration_seconds_bucket\{.*le=\"([^\"]+)\"\} (\d+)", line)
+    if m:
+        le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+        b[le] = b.get(le, 0) + int(m.group(2))
+les = sorted(b)
+total = b[les[-1]] if les else 0
+def q(p):
+    want, lo, prev = p * total, 0.0, 0
+    for le in les:
+        if b[le] >= want:
+            if le == float("inf"):
+                return lo * 1000
+            return (lo + (le - lo) * (want - prev) / max(1, b[le] - prev)) * 1000
+        lo, prev = le, b[le]
+    return 0.0
+print(f"{q(0.5):.0f}/{q(0.99):.0f}" if total else "-")'
+}
+
 run_case() { # replicas latency_ms case_no
-	local r=$1 lat=$2 c=$3 t0 t1 pids=() cpu="" rss=""
+	local r=$1 lat=$2 c=$3 t0 t1 pids=() ports=() cpu="" rss="" port
 	local rules='[]'
 	[ "$lat" -gt 0 ] && rules="[{\"route\": \"*\", \"kind\": \"latency\", \"ms\": $lat}]"
 	curl -sf -XPUT "$ERP/_sim/faults" -d "{\"rules\": $rules}" >/dev/null
@@ -128,8 +155,11 @@ run_case() { # replicas latency_ms case_no
 	"$WORK/ack" "$BATON_AMQP_URL" baton.orders --purge # nothing left from the baseline
 	before=$(erp_orders)
 	for i in $(seq 1 "$r"); do
+		port=$(free_port)
+		ports+=("$port")
 		BATON_ERP_URL=$ERP BATON_STOREFRONT_URL=$SF BATON_CONFIG=$WORK/config.json \
-			BATON_MONGO_DB=bench_$c BATON_WORKER_ID=bench-$c-$i BATON_METRICS_ADDR=off \
+			BATON_MONGO_DB=bench_$c BATON_WORKER_ID=bench-$c-$i \
+			BATON_METRICS_ADDR=127.0.0.1:$port \
 			BATON_PREFETCH=$PREFETCH BATON_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
 			"$BUILD/workers/orders/baton-orders" 2>>"$WORK/worker.err" &
 		pids+=($!)
@@ -149,24 +179,27 @@ run_case() { # replicas latency_ms case_no
 		cpu+="$(cpu_s "$p")s/"
 		rss+="$(rss_mb "$p")MB/"
 	done
+	local lat_ms
+	lat_ms=$(for port in "${ports[@]}"; do curl -sf "http://127.0.0.1:$port/metrics"; done | percentiles)
 	for p in "${pids[@]}"; do kill -TERM "$p"; wait "$p" 2>/dev/null || true; done
 	[ $(($(erp_orders) - before)) -eq "$N" ] ||
 		say "case $c: $(($(erp_orders) - before)) ERP orders for $N events (see $WORK/worker.err)"
-	echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}') ${cpu%/} ${rss%/}"
+	echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}') ${cpu%/} ${rss%/} $lat_ms"
 }
 
-printf '%-9s %-8s %10s %12s %8s %18s %18s\n' replicas erp_ms orders/s bare_ack/s ratio \
-	cpu_s/replica peak_rss/replica
+printf '%-9s %-8s %10s %12s %8s %14s %18s %12s %18s\n' replicas erp_ms orders/s bare_ack/s ratio \
+	handle_p50/p99 cpu_s/replica cpu_ms/order peak_rss/replica
 c=0
 for lat in 0 20; do
 	for r in 1 2; do
 		c=$((c + 1))
 		bare=$(baseline)
-		read -r secs cpu rss < <(run_case "$r" "$lat" "$c")
+		read -r secs cpu rss lat_ms < <(run_case "$r" "$lat" "$c")
 		rate=$(awk -v n="$N" -v s="$secs" 'BEGIN {print n / (s > 0 ? s : 1e-6)}')
 		brate=$(awk -v n="$N" -v s="$bare" 'BEGIN {print n / (s > 0 ? s : 1e-6)}')
-		printf '%-9s %-8s %10.1f %12.0f %8.4f %18s %18s\n' "$r" "$lat" "$rate" "$brate" \
-			"$(awk -v a="$rate" -v b="$brate" 'BEGIN {print a / b}')" "$cpu" "$rss"
+		per=$(echo "$cpu" | tr -d s | tr / '\n' | awk -v n="$N" '{t += $1} END {printf "%.2f", t * 1000 / n}')
+		printf '%-9s %-8s %10.1f %12.0f %8.4f %14s %18s %12s %18s\n' "$r" "$lat" "$rate" "$brate" \
+			"$(awk -v a="$rate" -v b="$brate" 'BEGIN {print a / b}')" "${lat_ms}ms" "$cpu" "$per" "$rss"
 	done
 done
-echo "($N orders per case, prefetch $PREFETCH; orders/s from the publish of the orders to the last transferred event, replicas already running; ratio = orders/s over the bare consume-and-ack rate)"
+echo "($N orders per case, prefetch $PREFETCH; orders/s from the publish of the orders to the last transferred event, replicas already running; ratio = orders/s over the bare consume-and-ack rate; handle p50/p99 = time from delivery to settle per order, from the workers' baton_handler_duration_seconds histogram; cpu = user+system of each replica since its start, cpu_ms/order = their sum over the orders)"
