@@ -172,7 +172,7 @@ for i in range(n):
     sku = f"SKU-{i:05d}"
     total = 0
     for loc in ("WH-MAD", "WH-BCN"):
-        on_hand = rng.randint(0, 80) if loc == "WH-MAD" else rng.randint(0, 30)
+        on_hand = rng.randint(0, 150) if loc == "WH-MAD" else rng.randint(0, 50)
         req = urllib.request.Request(f"{erp}/api/stock/{sku}/{loc}", method="PUT",
                                      data=json.dumps({"on_hand": on_hand}).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -232,9 +232,12 @@ restocked = day.get("restocked_units", {})
 oversold = sum(max(0, u - stock.get(s, 0) - restocked.get(s, 0)) for s, u in day["sold_units"].items())
 print()
 print("================ baton trading day ================")
-print(f"checkouts sold by the storefront   {day['sold_orders']:>6}   (refused as out of stock: {day['refused']})")
+sf = json.load(open(f"{d}/storefront.json"))
+erp_cancelled = sum(1 for o in erp.get("sales_orders", []) if o.get("status") == "cancelled")
+print(f"checkouts sold by the storefront   {day['sold_orders']:>6}   (refused as out of stock: {day['refused']}; "
+      f"storefront's own count: {sf['counts'].get('checkouts_sold')})")
 print(f"  updated afterwards               {day['updated']:>6}")
-print(f"  cancelled afterwards             {day['cancelled']:>6}")
+print(f"  cancelled afterwards             {day['cancelled']:>6}   (cancelled in the ERP: {erp_cancelled})")
 print(f"marketplace orders, unmapped SKUs  {day['unmapped']:>6}")
 print(f"goods receipts (units)             {sum(restocked.values()):>6}   (erp.stock.changed during the day)")
 print(f"sales orders created in the ERP    {c['sales_orders']:>6}   "
