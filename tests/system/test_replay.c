@@ -290,12 +290,14 @@ static int64_t parked_total(void)
 }
 
 /* Messages a command held come back to their queue asynchronously (quorum queues settle the
- * returns through their log) after it ends: wait for the expected total, 15 s at most. */
+ * returns through their log) after it ends, and a quorum queue's message count (queue.declare
+ * passive) comes from statistics refreshed every few seconds, later on a loaded machine: wait
+ * for the expected total, 60 s at most. */
 static int64_t wait_parked(int64_t want)
 {
 	int64_t have = -1;
 
-	for (double end = ft_now() + 15; ft_now() < end; bt_sleep_ms(100))
+	for (double end = ft_now() + 60; ft_now() < end; bt_sleep_ms(100))
 		if ((have = parked_total()) == want)
 			break;
 	return have;
