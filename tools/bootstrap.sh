@@ -52,8 +52,12 @@ find_go() {
 	return 1
 }
 
+# The output is read whole first: `ferretdb --version | grep -q` under pipefail fails at random
+# (grep exits at the first match, ferretdb gets SIGPIPE) and made bootstrap rebuild FerretDB.
 ferretdb_ok() {
-	[ -x "$BIN_DIR/ferretdb" ] && "$BIN_DIR/ferretdb" --version 2>/dev/null | grep -qx "version: $FERRETDB_VERSION"
+	local v
+	[ -x "$BIN_DIR/ferretdb" ] && v=$("$BIN_DIR/ferretdb" --version 2>/dev/null) &&
+		grep -qx "version: $FERRETDB_VERSION" <<<"$v"
 }
 
 # FerretDB's released module embeds no version file, so a plain `go install` builds a binary that

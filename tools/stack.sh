@@ -25,7 +25,8 @@ free_port() {
 	for _ in $(seq 1 200); do
 		p=$((20000 + RANDOM % 40000))
 		grep -qx "$p" "$STATE/.ports" 2>/dev/null && continue
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+		# (captured, not piped to grep -q: under pipefail a SIGPIPE to ss read as "free")
+		if [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
 			echo "$p" >>"$STATE/.ports"
 			echo "$p"
 			return 0
@@ -139,6 +140,19 @@ start_rabbit_retrying() {
 	die "RabbitMQ exited during start 3 times; see $STATE/rabbitmq.out and $STATE/rabbitmq/log"
 }
 
+# Same for FerretDB (its listener or debug port taken meanwhile): 3 attempts on new ports.
+start_ferretdb_retrying() {
+	local attempt
+	for attempt in 1 2 3; do
+		start_ferretdb && return 0
+		say "FerretDB exited during start (attempt $attempt): $(grep -m1 -o '"msg":"[^"]*"' \
+			"$STATE/ferretdb.log" 2>/dev/null | cut -c1-200)"
+		[ $attempt -lt 3 ] || break
+		mv "$STATE/ferretdb.log" "$STATE/ferretdb.log.$attempt"
+	done
+	die "FerretDB exited during start 3 times; see $STATE/ferretdb.log"
+}
+
 as_rabbit_prefix() {
 	if [ "$(id -u)" = 0 ]; then echo setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups --; fi
 }
@@ -180,7 +194,7 @@ start_ferretdb() {
 	put FERRETDB_PORT "$port"
 	local deadline=$((SECONDS + START_TIMEOUT))
 	until mongo_hello "$port"; do
-		alive "$(get FERRETDB_PID)" || die "FerretDB exited during start; see $STATE/ferretdb.log"
+		alive "$(get FERRETDB_PID)" || return 1
 		[ $SECONDS -lt $deadline ] || die "FerretDB not ready after ${START_TIMEOUT}s; see $STATE/ferretdb.log"
 		sleep 0.2
 	done
@@ -209,7 +223,7 @@ cmd_up() {
 	if [ -n "${BATON_MONGO_URI:-}" ]; then
 		put MONGO_URI "$BATON_MONGO_URI"; put EXTERNAL 1; say "using MongoDB at BATON_MONGO_URI"
 	else
-		start_ferretdb
+		start_ferretdb_retrying
 	fi
 }
 
@@ -218,7 +232,9 @@ cmd_up() {
 stop_pid() {
 	local name=$1 pid=$2 expect=$3 i
 	alive "$pid" || return 0
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$expect" || return 0
+	local cmd
+	cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+	[[ $cmd == *"$expect"* ]] || return 0
 	kill -TERM "$pid" 2>/dev/null || true
 	for i in $(seq 1 100); do
 		alive "$pid" || { say "$name stopped"; return 0; }
