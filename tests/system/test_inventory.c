@@ -266,6 +266,8 @@ static void test_out_of_order(void **state)
 #define SHOPPERS 4
 #define TRIES 25
 
+static void tr_dump(const char *sku);
+
 static void *shopper(void *ud)
 {
 	simt_resp_t *r = malloc(sizeof(*r));
@@ -289,7 +291,7 @@ static void oversell(int buffer)
 	pthread_t th[SHOPPERS];
 	long sold[SHOPPERS] = {0}, total = 0, want;
 	const int stock = 40, receipt = 2;
-	int changes = 1;
+	int changes = 1, unavailable = 0;
 
 	snprintf(cfg, sizeof(cfg),
 		 "{\"channels\": {\"shop-eu\": {\"locations\": [\"" LOC "\"], "
@@ -306,8 +308,9 @@ static void oversell(int buffer)
 	 * recompute races orders baton has not heard of yet */
 	for (int i = 0; i < 12; i++, changes++) {
 		bt_sleep_ms(20);
+		unavailable = i % 2;
 		snprintf(body, sizeof(body), "{\"on_hand\": %d, \"unavailable\": %d}",
-			 stock + receipt, i % 2);
+			 stock + receipt, unavailable);
 		erp_put("HOT-1", body);
 	}
 	for (int i = 0; i < SHOPPERS; i++) {
@@ -325,10 +328,18 @@ static void oversell(int buffer)
 	/* never more than the stock that existed, less the buffer */
 	assert_true(total <= stock + receipt - buffer);
 	assert_true(total > 0);
-	/* at rest, with the reservations still open: level = computed ATS */
+	/* at rest, with the reservations still open: level = computed ATS. The ERP's last change
+	 * left a unit unavailable (i = 11): it counts, and stays in the later PUTs (the simulator
+	 * keeps absent fields). Without it the expectation was one high whenever the shoppers did
+	 * not sell all 42 (the level, rightly at ATS, "stuck" one below); and the state must be
+	 * final (every position applied) before a level is compared with it. */
 	assert_int_equal(wait_audit("reservation.added", total, 60), total);
-	want = stock + receipt - buffer - total;
-	assert_int_equal(wait_level("HOT-1", want, 60), want);
+	assert_int_equal(wait_audit("position.applied", changes, 60), changes);
+	want = stock + receipt - unavailable - buffer - total;
+	want = want < 0 ? 0 : want;
+	if (wait_level("HOT-1", want, 60) != want)
+		tr_dump("HOT-1");
+	assert_int_equal(sf_level("HOT-1"), want);
 	/* the ERP allocates the orders late (after baton reserved them: see README, known limits),
 	 * in two steps: the reservations retire, no double count, and the number does not move */
 	snprintf(body, sizeof(body), "{\"on_hand\": %d, \"allocated\": %ld}", stock + receipt,
@@ -342,7 +353,11 @@ static void oversell(int buffer)
 	snprintf(body, sizeof(body), "{\"on_hand\": %d, \"reserved\": 1}", stock + receipt);
 	erp_put("HOT-1", body); /* a last change: ATS one lower */
 	want = want - 1 < 0 ? 0 : want - 1;
-	assert_int_equal(wait_level("HOT-1", want, 60), want);
+	changes++;
+	assert_int_equal(wait_audit("position.applied", changes, 60), changes);
+	if (wait_level("HOT-1", want, 60) != want)
+		tr_dump("HOT-1");
+	assert_int_equal(sf_level("HOT-1"), want);
 	assert_int_equal(bt_queue_depth(C, INV_PARKING), 0);
 }
 
