@@ -451,11 +451,7 @@ void baton_msg_done_http(baton_msg_t *m, const baton_http_resp_t *r, const char 
 		baton_msg_done(m, BATON_OK, NULL, r->status, NULL);
 		return;
 	}
-	if (r->status)
-		snprintf(code, sizeof(code), "%s.http_%ld", prefix, r->status);
-	else
-		snprintf(code, sizeof(code), "%s.%s", prefix,
-			 strchr(r->code, '.') ? strchr(r->code, '.') + 1 : "unreachable");
+	baton_http_error_code(r, prefix, code, sizeof(code));
 	if (r->cls == BATON_HTTP_TRANSIENT) {
 		if (r->retry_after_ms >= 0)
 			baton_msg_retry_after(m, r->retry_after_ms);

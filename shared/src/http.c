@@ -95,6 +95,17 @@ const char *baton_http_class_name(baton_http_class_t cls)
 	return (unsigned)cls < 4 ? n[cls] : "unknown";
 }
 
+char *baton_http_error_code(const baton_http_resp_t *r, const char *prefix, char *buf, size_t len)
+{
+	const char *dot = strchr(r->code, '.');
+
+	if (r->status)
+		snprintf(buf, len, "%s.http_%ld", prefix, r->status);
+	else
+		snprintf(buf, len, "%s.%s", prefix, dot ? dot + 1 : "unreachable");
+	return buf;
+}
+
 long baton_http_parse_retry_after(const char *value, time_t now)
 {
 	static const char *const fmts[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",

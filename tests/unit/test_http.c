@@ -63,6 +63,23 @@ static void test_classify(void **state)
 	assert_string_equal(baton_http_class_name((baton_http_class_t)42), "unknown");
 }
 
+static void test_error_code(void **state)
+{
+	baton_http_resp_t r = {0};
+	char buf[64];
+
+	(void)state;
+	r.status = 422;
+	r.code = "";
+	assert_string_equal(baton_http_error_code(&r, "erp", buf, sizeof(buf)), "erp.http_422");
+	r.status = 0;
+	r.code = BATON_HTTP_CODE_TIMEOUT;
+	assert_string_equal(baton_http_error_code(&r, "erp", buf, sizeof(buf)), "erp.timeout");
+	r.code = "";
+	assert_string_equal(baton_http_error_code(&r, "storefront", buf, sizeof(buf)),
+			    "storefront.unreachable");
+}
+
 static void test_retry_after(void **state)
 {
 	time_t now = 1445412480; /* Wed, 21 Oct 2015 07:28:00 GMT */
@@ -360,6 +377,7 @@ int main(void)
 {
 	const struct CMUnitTest pure[] = {
 		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_error_code),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_redact_url),
 	};

@@ -29,7 +29,7 @@ static void problem(problems_t *pr, const char *fmt, ...)
 }
 
 /* A name: non-empty string of at most INV_MAX_NAME - 1 bytes, no control characters. */
-static int valid_name(const char *s)
+int inv_valid_name(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 
@@ -96,7 +96,7 @@ static void parse_locations(inv_channel_t *ch, const json_t *o, problems_t *pr, 
 	if (!ch->locations)
 		return;
 	json_array_foreach(arr, i, v) {
-		if (!valid_name(json_string_value(v))) {
+		if (!inv_valid_name(json_string_value(v))) {
 			problem(pr, "%s.locations[%zu]: a location name is expected", path, i);
 			continue;
 		}
@@ -123,7 +123,7 @@ static void parse_sku_buffers(inv_channel_t *ch, const json_t *o, problems_t *pr
 		return;
 	}
 	json_object_foreach(b, sku, v) {
-		if (!valid_name(sku) || !json_is_integer(v) || json_integer_value(v) < 0)
+		if (!inv_valid_name(sku) || !json_is_integer(v) || json_integer_value(v) < 0)
 			problem(pr, "%s.sku_buffers.%s: a non-negative integer is expected", path,
 				sku);
 		else
@@ -138,7 +138,7 @@ static void parse_channel(inv_channel_t *ch, const char *name, const json_t *o, 
 
 	snprintf(path, sizeof(path), "inventory.channels.%s", name);
 	ch->name = strdup(name);
-	if (!valid_name(name))
+	if (!inv_valid_name(name))
 		problem(pr, "%s: the channel name must be 1-%d bytes", path, INV_MAX_NAME - 1);
 	if (!json_is_object(o)) {
 		problem(pr, "%s: an object is expected", path);
@@ -146,7 +146,7 @@ static void parse_channel(inv_channel_t *ch, const char *name, const json_t *o, 
 	}
 	parse_locations(ch, o, pr, path);
 	sl = json_object_get(o, "storefront_location");
-	if (!valid_name(json_string_value(sl)))
+	if (!inv_valid_name(json_string_value(sl)))
 		problem(pr, "%s.storefront_location: the storefront's location_id (a string) is "
 			"required", path);
 	else
@@ -162,7 +162,7 @@ static void parse_kit(inv_kit_t *k, const char *sku, const json_t *parts, proble
 	json_t *v;
 
 	k->sku = strdup(sku);
-	if (!valid_name(sku))
+	if (!inv_valid_name(sku))
 		problem(pr, "inventory.kits: kit SKU '%s' must be 1-%d bytes", sku, INV_MAX_NAME - 1);
 	if (json_object_size(parts) > INV_MAX_KIT_PARTS) {
 		problem(pr, "inventory.kits.%s: at most %d components", sku, INV_MAX_KIT_PARTS);
@@ -177,7 +177,7 @@ static void parse_kit(inv_kit_t *k, const char *sku, const json_t *parts, proble
 	if (!k->parts)
 		return;
 	json_object_foreach((json_t *)parts, c, v) {
-		if (!valid_name(c) || !json_is_integer(v) || json_integer_value(v) <= 0) {
+		if (!inv_valid_name(c) || !json_is_integer(v) || json_integer_value(v) <= 0) {
 			problem(pr, "inventory.kits.%s.%s: a positive integer quantity is expected",
 				sku, c);
 			continue;

@@ -54,18 +54,6 @@ static void job_free(void *p)
 
 static inv_state_t *state_of(baton_msg_t *m) { return baton_flow_data(baton_msg_flow(m)); }
 
-static int valid_name(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n == 0 || n >= INV_MAX_NAME)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20)
-			return 0;
-	return 1;
-}
-
 static int dead(baton_msg_t *m, const char *field, const char *what)
 {
 	baton_msg_done(m, BATON_DEAD, "payload.invalid", 0, "data.%s: %s", field, what);
@@ -374,9 +362,9 @@ static json_t *decode_position(baton_msg_t *m)
 
 	if (!json_is_object(d))
 		return dead(m, "", "an object is required"), NULL;
-	if (!valid_name(sku))
+	if (!inv_valid_name(sku))
 		return dead(m, "sku", "a string of 1-127 bytes is required"), NULL;
-	if (!valid_name(loc))
+	if (!inv_valid_name(loc))
 		return dead(m, "location", "a string of 1-127 bytes is required"), NULL;
 	if (count_field(m, d, "on_hand", 1, &oh) || count_field(m, d, "allocated", 0, &al) ||
 	    count_field(m, d, "reserved", 0, &re) || count_field(m, d, "unavailable", 0, &un) ||
@@ -433,7 +421,7 @@ static int decode_lines(baton_msg_t *m, line_t *ls)
 		const char *sku = json_string_value(json_object_get(l, "sku"));
 		json_t *q = json_object_get(l, "quantity");
 		snprintf(field, sizeof(field), "lines[%zu].sku", i);
-		if (!valid_name(sku))
+		if (!inv_valid_name(sku))
 			return dead(m, field, "a string of 1-127 bytes is required");
 		snprintf(field, sizeof(field), "lines[%zu].quantity", i);
 		if (!json_is_integer(q) || json_integer_value(q) <= 0 ||
@@ -491,7 +479,7 @@ static void on_order(baton_msg_t *m, step_kind_t kind)
 	int n;
 	job_t *j;
 
-	if (!valid_name(order)) {
+	if (!inv_valid_name(order)) {
 		dead(m, "order_id", "a string of 1-127 bytes is required");
 		return;
 	}

@@ -21,6 +21,9 @@
 #define INV_MAX_NAME 128                     /* SKU, location, channel, order id (bytes) */
 #define INV_MAX_KIT_PARTS 32
 
+/* A name from config or an event: 1 to INV_MAX_NAME - 1 bytes, no control characters. */
+int inv_valid_name(const char *s);
+
 typedef struct inv_channel {
 	char *name;
 	char *storefront_location; /* location_id written on the storefront */

@@ -152,11 +152,7 @@ static void ord_end_http(ord_t *d, const baton_http_resp_t *r, const char *prefi
 {
 	char code[96];
 
-	if (r->status)
-		snprintf(code, sizeof(code), "%s.http_%ld", prefix, r->status);
-	else
-		snprintf(code, sizeof(code), "%s.%s", prefix,
-			 strchr(r->code, '.') ? strchr(r->code, '.') + 1 : "unreachable");
+	baton_http_error_code(r, prefix, code, sizeof(code));
 	if (r->cls == BATON_HTTP_TRANSIENT) {
 		if (r->retry_after_ms >= 0)
 			baton_msg_retry_after(d->m, r->retry_after_ms);

@@ -100,6 +100,10 @@ void baton_http_close(baton_http_t *h, void (*done)(void *ud), void *ud);
 baton_http_class_t baton_http_classify(long status, int curl_code);
 /* "ok" | "transient" | "permanent" | "conflict". */
 const char *baton_http_class_name(baton_http_class_t cls);
+/* The dotted error code of a failed call: "<prefix>.http_<status>", or without a response
+ * "<prefix>.<what of resp->code after its first dot>" ("<prefix>.unreachable" if none). */
+char *baton_http_error_code(const baton_http_resp_t *resp, const char *prefix, char *buf,
+			    size_t len);
 /* Milliseconds to wait from now for a Retry-After value: delta-seconds (up to 2^31 - 1) or an
  * HTTP-date (IMF-fixdate, RFC 850 or asctime form; a date in the past gives 0). -1 if
  * unparsable. Leading and trailing blanks are ignored. */
