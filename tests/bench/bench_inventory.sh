@@ -20,49 +20,20 @@ BUILD=${1:-$ROOT/build/bench}
 EVENTS=${BENCH_EVENTS:-3000}
 SKUS=${BENCH_SKUS:-200}
 SAMPLES=${BENCH_SAMPLES:-100}
-WORK=$(mktemp -d /tmp/baton-bench-inv-XXXXXX)
-chmod 755 "$WORK" # the broker may run as its own user and must reach its state directory
-export BATON_STACK_DIR=$WORK/stack
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { echo "bench: $*" >&2; }
+. "$ROOT/tests/bench/lib.sh"
+bench_workdir inv
 
 say "building in $BUILD"
 [ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j2 --target baton-inventory baton-sim-erp baton-sim-storefront \
 	baton-load >/dev/null
 
-say "starting a private stack"
-bash "$ROOT/tools/stack.sh" up >&2
-eval "$(bash "$ROOT/tools/stack.sh" env)"
-
-# Starts a simulator; sets PORT.
-start_sim() {
-	local out=$WORK/$1.out
-	"$BUILD/tools/sim/$1" "${@:2}" >"$out" 2>"$WORK/$1.err" &
-	PIDS+=($!)
-	for _ in $(seq 1 100); do
-		PORT=$(sed -n 's/^listening on 127.0.0.1://p' "$out" | head -n 1)
-		[ -n "$PORT" ] && return 0
-		sleep 0.1
-	done
-	echo "bench: $1 did not start" >&2
-	exit 1
-}
+bench_stack_up
 
 start_sim baton-sim-erp --amqp "$BATON_AMQP_URL"
 ERP_PORT=$PORT
 start_sim baton-sim-storefront --amqp "$BATON_AMQP_URL" --bucket-size 100000 --leak-rate 100000
 SF_PORT=$PORT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 cat >"$WORK/config.json" <<JSON
 {"inventory": {
   "channels": {"shop-eu": {"locations": ["WH-1", "WH-2", "WH-3"], "storefront_location": "WH-1"}},
@@ -98,9 +69,6 @@ metric() { # metric NAME -> sum over the running replicas (0 when absent)
 	for port in "${PORTS[@]}"; do curl -sf "http://127.0.0.1:$port/metrics"; done |
 		awk -v n="$1" '$1 ~ "^"n"({|$)" { v += $2 } END { print v+0 }'
 }
-ticks=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 sf_latency() { # ms added to every storefront answer
 	local rules='[]'
 	[ "$1" -gt 0 ] && rules="[{\"route\": \"*\", \"kind\": \"latency\", \"ms\": $1}]"

@@ -22,20 +22,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${1:-$ROOT/build/bench}
 N=${BENCH_ORDERS:-500}
 PREFETCH=${BENCH_PREFETCH:-64}
-WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/baton-bench-orders-XXXXXX")
-chmod 755 "$WORK" # the broker may run as its own user and must reach its state directory
-export BATON_STACK_DIR=$WORK/stack
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1 || true
-	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { echo "bench: $*" >&2; }
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+. "$ROOT/tests/bench/lib.sh"
+bench_workdir orders
 
 say "building in $BUILD"
 [ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -43,26 +31,7 @@ cmake --build "$BUILD" -j2 --target baton-orders baton-sim-erp baton-sim-storefr
 	baton-topology >/dev/null
 gcc -O2 -o "$WORK/ack" "$ROOT/tests/bench/bench_orders_ack.c" $(pkg-config --cflags --libs librabbitmq)
 
-start_sim() { # name args... -> sets PORT
-	local out=$WORK/$1.out
-	BATON_AMQP_URL= "$BUILD/tools/sim/$1" "${@:2}" >"$out" 2>"$WORK/$1.err" &
-	PIDS+=($!)
-	for _ in $(seq 1 100); do
-		PORT=$(sed -n 's/^listening on 127.0.0.1://p' "$out" | head -n 1)
-		[ -n "$PORT" ] && return 0
-		sleep 0.1
-	done
-	say "$1 did not start"
-	exit 1
-}
-
-say "starting a private stack in $BATON_STACK_DIR"
-for try in 1 2 3; do # a port taken between choice and bind by another stack: try again
-	bash "$ROOT/tools/stack.sh" up >/dev/null && break
-	[ "$try" = 3 ] && exit 1
-	say "stack start failed; trying again"
-done
-eval "$(bash "$ROOT/tools/stack.sh" env)"
+bench_stack_up >/dev/null
 MGMT=$BATON_RABBITMQ_MGMT_URL
 start_sim baton-sim-erp
 ERP=http://127.0.0.1:$PORT
@@ -115,11 +84,6 @@ baseline() { # -> seconds to consume and ack N
 sink() { "$WORK/ack" "$BATON_AMQP_URL" baton.benchsink --depth; }
 erp_orders() { curl -sf "$ERP/_sim/state" | json '["counts"]["sales_orders"]'; }
 
-ticks=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # p50/p99 of baton_handler_duration_seconds over every replica's /metrics (stdin: the scrapes),
 # linear within the histogram bucket, in ms.

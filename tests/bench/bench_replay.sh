@@ -25,11 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 unset BATON_AMQP_URL BATON_MONGO_URI BATON_RABBITMQ_MGMT_URL
-# A port picked as free can be taken by someone else before the broker binds it: try again.
-for try in 1 2 3; do
-  bash "$here/tools/stack.sh" up >"$work/stack.log" 2>&1 && break
-  [[ $try == 3 ]] && { cat "$work/stack.log" >&2; exit 1; }
-done
+bash "$here/tools/stack.sh" up >"$work/stack.log" 2>&1 || { cat "$work/stack.log" >&2; exit 1; }
 eval "$(bash "$here/tools/stack.sh" env)"
 export BATON_MONGO_DB=bench_replay USER=${USER:-bench}
 

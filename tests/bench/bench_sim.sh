@@ -16,19 +16,8 @@ SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNS:-4}
 COUNT=${BENCH_COUNT:-50000}
 WINDOW=${BENCH_WINDOW:-256}
-WORK=$(mktemp -d /tmp/baton-bench-XXXXXX)
-chmod 755 "$WORK" # the broker may run as its own user and must reach its state directory
-export BATON_STACK_DIR=$WORK/stack
-PIDS=()
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	bash "$ROOT/tools/stack.sh" down >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { echo "bench: $*" >&2; }
+. "$ROOT/tests/bench/lib.sh"
+bench_workdir sim
 
 say "building tools in $BUILD"
 [ -f "$BUILD/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -36,22 +25,6 @@ cmake --build "$BUILD" -j2 --target baton-sim-erp baton-sim-storefront baton-loa
 gcc -O2 -o "$WORK/http_bench" "$ROOT/tests/bench/http_bench.c" -lpthread
 gcc -O2 -o "$WORK/bare_publish" "$ROOT/tests/bench/bare_publish.c" \
 	$(pkg-config --cflags --libs librabbitmq)
-
-# Starts a simulator; sets PORT.
-start_sim() {
-	local out=$WORK/$1.out
-	"$BUILD/tools/sim/$1" "${@:2}" >"$out" 2>"$WORK/$1.err" &
-	PIDS+=($!)
-	for _ in $(seq 1 100); do
-		PORT=$(sed -n 's/^listening on 127.0.0.1://p' "$out" | head -n 1)
-		[ -n "$PORT" ] && return 0
-		sleep 0.1
-	done
-	echo "bench: $1 did not start" >&2
-	exit 1
-}
-
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 echo "== simulators: simple GET, keep-alive, $CONNS connections, ${SECS}s =="
 start_sim baton-sim-erp
@@ -67,9 +40,7 @@ SF=$("$WORK/http_bench" 127.0.0.1 "$PORT" "/admin/api/inventory_levels?sku=SKU-1
 echo "baton-sim-storefront GET /admin/api/inventory_levels?sku=SKU-1: $(echo "$SF" | json '["rps"]') req/s ($SF)"
 
 echo "== baton-load vs bare rabbitmq-c loop: $COUNT persistent events, window $WINDOW =="
-say "starting a private stack in $BATON_STACK_DIR"
-bash "$ROOT/tools/stack.sh" up >/dev/null
-eval "$(bash "$ROOT/tools/stack.sh" env)"
+bench_stack_up >/dev/null 2>&1 || { say "the private stack did not start"; exit 1; }
 URL=$BATON_AMQP_URL
 "$WORK/bare_publish" "$URL" baton.events --setup bench.sink
 
